@@ -1,0 +1,62 @@
+"""Alerting, monitoring and web UI settings.
+
+``GUARDIAN_NOTIFY__*``, ``GUARDIAN_MONITORING__*`` and ``GUARDIAN_WEB__*``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from guardian.config_types import CsvList, Section
+from guardian.secrets import SecretRef
+
+
+class NotifySettings(Section):
+    """Where alerts and notifications go."""
+
+    email_to: CsvList = Field(
+        default_factory=lambda: ["data-team@example.com"],
+        description="Team address(es) for summaries and alerts.",
+    )
+    email_from: str = Field("airflow-guardian@example.com", description="Sender address.")
+    smtp_host: str | None = Field(
+        None,
+        description="SMTP server; unset means email is not configured (the smtp_default connection inside Airflow).",
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS.")
+    smtp_user: str | None = Field(None, description="SMTP user name.")
+    smtp_password_ref: SecretRef | None = Field(None, description="Secret reference of the SMTP password.")
+    slack_webhook_ref: SecretRef | None = Field(None, description="Secret reference of the Slack incoming-webhook URL.")
+    timeout: int = Field(30, ge=1, description="Timeout in seconds of one email or Slack delivery.")
+    ui_base_url: str = Field(
+        "http://localhost:8080",
+        description="Base URL used in links to Airflow and the Guardian UI.",
+    )
+
+
+class MonitoringSettings(Section):
+    """DAG health thresholds and the Airflow REST API."""
+
+    airflow_api_url: str | None = Field(None, description="Airflow REST API base URL, e.g. http://localhost:8080.")
+    airflow_username: str | None = Field(None, description="Airflow API user.")
+    airflow_password_ref: SecretRef | None = Field(None, description="Secret reference of the Airflow API password.")
+    failure_rate_threshold: float = Field(
+        0.2, ge=0, le=1, description="Alert when the failure rate over the last runs exceeds this."
+    )
+    failure_rate_window: int = Field(20, ge=1, description="How many recent runs the failure rate looks at.")
+
+
+class WebSettings(Section):
+    """The Guardian web UI."""
+
+    host: str = Field("127.0.0.1", description="Address `guardian serve` listens on.")
+    port: int = Field(8090, ge=1, le=65535, description="Port `guardian serve` listens on.")
+    session_secret_ref: SecretRef | None = Field(
+        None,
+        description="Secret reference of the session-signing key (generated per process when unset).",
+    )
+    users: CsvList = Field(
+        default_factory=list,
+        description="Standalone UI users as name:env:VAR entries (password in that env var).",
+    )

@@ -1,0 +1,41 @@
+"""Shared SQLAlchemy metadata and the foundation's tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table
+
+# A naming convention keeps constraint names identical on SQLite and PostgreSQL, so
+# migrations can refer to them by name.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger is INTEGER on SQLite so that the column is the rowid alias there.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("target", String(500), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("outcome", String(50), nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_audit_log_ts", "ts"),
+    Index("ix_audit_log_target", "target"),
+)
+"""Append-only, hash-chained record of everything the guardian did (see guardian.audit)."""
+
+__all__ = ["Id", "audit_log", "metadata"]
