@@ -38,7 +38,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 # (command name, module with a Typer `app`): each service registers its own commands here.
-SUBAPPS: list[tuple[str, str]] = []
+SUBAPPS: list[tuple[str, str]] = [
+    ("looker", "guardian.looker.cli"),
+    ("sales", "guardian.sales.cli"),
+    ("sheets", "guardian.sheets.cli"),
+    ("sandbox", "guardian.sandbox.cli"),
+]
 
 
 def _settings() -> Any:

@@ -1,0 +1,1 @@
+"""The looker service (no airflow imports here)."""

@@ -1,0 +1,1 @@
+"""DAG health, threshold alerts and Prometheus metrics (no airflow imports here)."""

@@ -1,0 +1,106 @@
+"""Email and Slack delivery.
+
+The low-level senders every service uses. Messages never carry secrets; every delivery has
+a timeout and bounded retries. Inside Airflow, the SMTP and Slack settings may come from the
+``smtp_default`` and ``slack_default`` connections (see guardian.airflow).
+"""
+
+from __future__ import annotations
+
+import random
+import smtplib
+import time
+from collections.abc import Sequence
+from email.message import EmailMessage
+
+from guardian.errors import IntegrationError
+from guardian.settings import Settings
+
+
+def email_configured(settings: Settings) -> bool:
+    """True when an SMTP host is set."""
+    return bool(settings.notify.smtp_host)
+
+
+def slack_configured(settings: Settings) -> bool:
+    """True when a Slack webhook reference is set."""
+    return bool(settings.notify.slack_webhook_ref)
+
+
+def send_email(
+    settings: Settings,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    *,
+    html: str | None = None,
+    attempts: int = 3,
+) -> None:
+    """Send one email; raise IntegrationError after bounded retries."""
+    cfg = settings.notify
+    if not cfg.smtp_host:
+        raise IntegrationError("email is not configured: set GUARDIAN_NOTIFY__SMTP_HOST")
+    msg = EmailMessage()
+    msg["From"] = cfg.email_from
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject
+    msg.set_content(text)
+    if html:
+        msg.add_alternative(html, subtype="html")
+    password = None
+    if cfg.smtp_user and cfg.smtp_password_ref:
+        from guardian.secrets import resolve
+
+        password = resolve(cfg.smtp_password_ref, setting="GUARDIAN_NOTIFY__SMTP_PASSWORD_REF").get_secret_value()
+    for attempt in range(1, attempts + 1):
+        try:
+            with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout) as smtp:
+                if cfg.smtp_starttls:
+                    smtp.starttls()
+                if password is not None and cfg.smtp_user:
+                    smtp.login(cfg.smtp_user, password)
+                smtp.send_message(msg)
+            return
+        except (OSError, smtplib.SMTPException) as exc:
+            if attempt == attempts or isinstance(exc, smtplib.SMTPRecipientsRefused):
+                raise IntegrationError(
+                    f"email to {', '.join(to)} via {cfg.smtp_host}:{cfg.smtp_port} failed ({exc}); check SMTP settings"
+                ) from exc
+            time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def send_slack(
+    settings: Settings, text: str, *, blocks: list[dict[str, object]] | None = None, attempts: int = 3
+) -> None:
+    """Post one message to the Slack incoming webhook; retry 429/5xx with backoff."""
+    import requests
+
+    from guardian.secrets import resolve
+
+    ref = settings.notify.slack_webhook_ref
+    if not ref:
+        raise IntegrationError("Slack is not configured: set GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF=env:VAR")
+    url = resolve(ref, setting="GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF").get_secret_value()
+    payload: dict[str, object] = {"text": text}
+    if blocks:
+        payload["blocks"] = blocks
+    for attempt in range(1, attempts + 1):
+        try:
+            response = requests.post(url, json=payload, timeout=settings.notify.timeout)
+        except requests.RequestException as exc:
+            if attempt == attempts:
+                raise IntegrationError(f"Slack webhook unreachable ({type(exc).__name__}); check the network") from exc
+        else:
+            if response.status_code == 200:
+                return
+            if response.status_code != 429 and response.status_code < 500:
+                raise IntegrationError(
+                    f"Slack webhook refused the message (HTTP {response.status_code}); the webhook may be revoked"
+                )
+            if attempt == attempts:
+                raise IntegrationError(f"Slack webhook failed after {attempts} tries (HTTP {response.status_code})")
+            retry_after = response.headers.get("Retry-After")
+            if retry_after and retry_after.isdigit():
+                time.sleep(min(30.0, float(retry_after)))
+                continue
+        time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))

@@ -1,0 +1,1 @@
+"""Data-quality checks and their stored results (schema, completeness, business rules, drift)."""

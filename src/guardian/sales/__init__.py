@@ -1,0 +1,1 @@
+"""The sales service (no airflow imports here)."""

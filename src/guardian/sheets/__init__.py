@@ -1,0 +1,1 @@
+"""The sheets service (no airflow imports here)."""

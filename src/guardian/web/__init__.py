@@ -1,0 +1,1 @@
+"""The Guardian web UI (FastAPI, server-side templates)."""
