@@ -75,7 +75,9 @@ for dag_id, d in bag.dags.items():
         "retries": args.get("retries"),
         "tags": sorted(d.tags or []),
         "on_failure_callback": callbacks(getattr(d, "on_failure_callback", None)),
-        "task_failure_callbacks": sorted({c for t in d.tasks for c in callbacks(getattr(t, "on_failure_callback", None))}),
+        "task_failure_callbacks": sorted(
+            {c for t in d.tasks for c in callbacks(getattr(t, "on_failure_callback", None))}
+        ),
         "task_retries": sorted({getattr(t, "retries", 0) or 0 for t in d.tasks}),
         "catchup": d.catchup,
         "start_date": str(d.start_date) if d.start_date else None,
@@ -136,7 +138,7 @@ def test_dag_file_is_explicit_and_uses_the_compat_layer(path: Path) -> None:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "airflow"
     ]
     for module in airflow_imports:
-        assert module.startswith("airflow.providers."), f"{path.name}: import {module} through the common-compat provider"
+        assert module.startswith("airflow.providers."), f"{path.name}: import {module} through common-compat"
 
 
 def test_the_probe_catches_parse_time_io(tmp_path: Path) -> None:

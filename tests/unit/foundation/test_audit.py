@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -31,7 +32,7 @@ def test_chain_links_rows_and_verifies(guardian_env: Path) -> None:
     events = list(audit.iter_events())
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == audit.GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     report = audit.verify()
     assert report.ok and report.rows == 5 and report.head_hash == events[-1].hash
 

@@ -53,7 +53,9 @@ def test_env_beats_dotenv_beats_default(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("GUARDIAN_SALES__BACKEND", "oracle", "'duckdb' or 'bigquery'"),
     ],
 )
-def test_bad_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, var: str, value: str, expected: str) -> None:
+def test_bad_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, expected: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as info:
         load_settings()
