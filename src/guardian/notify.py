@@ -1,7 +1,8 @@
 """Email and Slack delivery.
 
 The low-level senders every service uses. Messages never carry secrets; every delivery has
-a timeout and bounded retries. Inside Airflow, the SMTP and Slack settings may come from the
+a timeout and bounded retries; every subject and body goes through
+:func:`guardian.logging.mask_text` on the way out. Inside Airflow, the SMTP and Slack settings may come from the
 ``smtp_default`` and ``slack_default`` connections (see guardian.airflow).
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 
 from guardian.errors import IntegrationError
+from guardian.logging import mask_text
 from guardian.settings import Settings
 
 
@@ -43,10 +45,10 @@ def send_email(
     msg = EmailMessage()
     msg["From"] = cfg.email_from
     msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
-    msg.set_content(text)
+    msg["Subject"] = mask_text(subject)
+    msg.set_content(mask_text(text))
     if html:
-        msg.add_alternative(html, subtype="html")
+        msg.add_alternative(mask_text(html), subtype="html")
     password = None
     if cfg.smtp_user and cfg.smtp_password_ref:
         from guardian.secrets import resolve
@@ -81,9 +83,11 @@ def send_slack(
     if not ref:
         raise IntegrationError("Slack is not configured: set GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF=env:VAR")
     url = resolve(ref, setting="GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF").get_secret_value()
-    payload: dict[str, object] = {"text": text}
+    from guardian.logging import mask_value
+
+    payload: dict[str, object] = {"text": mask_text(text)}
     if blocks:
-        payload["blocks"] = blocks
+        payload["blocks"] = mask_value(blocks)
     for attempt in range(1, attempts + 1):
         try:
             response = requests.post(url, json=payload, timeout=settings.notify.timeout)

@@ -33,6 +33,16 @@ class NotifySettings(Section):
         "http://localhost:8080",
         description="Base URL used in links to Airflow and the Guardian UI.",
     )
+    slack_dags: CsvList = Field(
+        default_factory=lambda: [
+            "looker_dashboard_deletion",
+            "bigquery_sales_query",
+            "google_sheet_trigger_dag",
+            "guardian_health",
+        ],
+        description="Critical DAGs whose failures also go to Slack ('*' for every DAG); email covers all DAGs.",
+    )
+    alert_on_retry: bool = Field(False, description="Also email when a task is retried (not only when it fails).")
 
 
 class MonitoringSettings(Section):
@@ -45,6 +55,27 @@ class MonitoringSettings(Section):
         0.2, ge=0, le=1, description="Alert when the failure rate over the last runs exceeds this."
     )
     failure_rate_window: int = Field(20, ge=1, description="How many recent runs the failure rate looks at.")
+    failure_rate_min_runs: int = Field(
+        3, ge=1, description="No failure-rate alert for a DAG with fewer finished runs than this in the window."
+    )
+    slow_factor: float = Field(
+        2.0, gt=1, description="Alert when the latest run took longer than this many times the DAG's 30-day p95."
+    )
+    slow_min_runs: int = Field(5, ge=2, description="Runs needed in 30 days before the slow-run check applies.")
+    expected_intervals: CsvList = Field(
+        default_factory=lambda: [
+            "google_sheet_trigger_dag=15m",
+            "looker_dashboard_deletion=32d",
+            "guardian_health=3h",
+        ],
+        description="dag_id=duration entries (m, h, d): alert when a DAG has had no success for that long.",
+    )
+    quality_window_hours: int = Field(
+        24, ge=1, description="Error-severity data-quality failures newer than this raise an alert."
+    )
+    history_days: int = Field(90, ge=1, description="How many days of run history the health snapshots keep.")
+    api_timeout: int = Field(15, ge=1, description="Timeout in seconds of one Airflow REST API call.")
+    api_page_size: int = Field(100, ge=1, le=1000, description="Page size of Airflow REST API list calls.")
 
 
 class WebSettings(Section):
@@ -59,4 +90,8 @@ class WebSettings(Section):
     users: CsvList = Field(
         default_factory=list,
         description="Standalone UI users as name:env:VAR entries (password in that env var).",
+    )
+    session_max_age: int = Field(8 * 3600, ge=60, description="Seconds a standalone UI login stays valid.")
+    airflow_ui_url: str | None = Field(
+        None, description="Airflow UI base URL for links from the Guardian UI (default: GUARDIAN_NOTIFY__UI_BASE_URL)."
     )

@@ -1,0 +1,220 @@
+"""Threshold alerts with deduplication: one alert when a condition starts, one when it clears.
+
+:func:`evaluate` turns the health summaries (plus data-quality results and the audit chain)
+into the set of conditions that hold now; :func:`reconcile` compares them with the open
+alerts in the store and returns only the transitions, which :func:`run_checks` delivers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select, update
+
+from guardian.errors import ConfigError
+from guardian.monitoring.health import DagHealth, _utc, last_finished_states
+from guardian.monitoring.tables import alerts
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.store import Store
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition that holds now; ``key`` identifies it across evaluations."""
+
+    key: str
+    kind: str
+    message: str
+    dag_id: str | None = None
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition that started or cleared at this evaluation."""
+
+    condition: Condition
+    started: bool
+
+
+def parse_intervals(entries: Sequence[str]) -> dict[str, timedelta]:
+    """``dag_id=15m`` entries (m, h, d) as timedeltas; ConfigError naming a bad entry."""
+    out: dict[str, timedelta] = {}
+    for entry in entries:
+        dag_id, _, spec = entry.partition("=")
+        match = _DURATION.match(spec.strip())
+        if not dag_id.strip() or not match:
+            raise ConfigError(
+                f"GUARDIAN_MONITORING__EXPECTED_INTERVALS: entry {entry!r} is not dag_id=<number><m|h|d>, e.g. x=15m"
+            )
+        amount, unit = float(match.group(1)), match.group(2)
+        out[dag_id.strip()] = timedelta(minutes=amount) if unit == "m" else timedelta(hours=amount * (24 if unit == "d" else 1))
+    return out
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // 1440} days"
+
+
+def evaluate(
+    settings: Settings,
+    store: Store,
+    summaries: Iterable[DagHealth],
+    *,
+    now: datetime | None = None,
+    quality_failures: Sequence[dict[str, Any]] = (),
+    audit_problem: str | None = None,
+) -> list[Condition]:
+    """Every threshold condition that holds now."""
+    cfg = settings.monitoring
+    now = _utc(now or datetime.now(UTC))
+    intervals = parse_intervals(cfg.expected_intervals)
+    summaries = list(summaries)
+    by_dag = {s.dag_id: s for s in summaries}
+    out: list[Condition] = []
+    for h in summaries:
+        states = last_finished_states(store, h.dag_id, cfg.failure_rate_window)
+        if len(states) >= cfg.failure_rate_min_runs:
+            rate = states.count("failed") / len(states)
+            if rate > cfg.failure_rate_threshold:
+                out.append(
+                    Condition(
+                        f"failure_rate:{h.dag_id}",
+                        "failure_rate",
+                        f"{h.dag_id}: {states.count('failed')} of the last {len(states)} runs failed "
+                        f"({rate:.0%} > {cfg.failure_rate_threshold:.0%})",
+                        h.dag_id,
+                        round(rate, 4),
+                    )
+                )
+        if (
+            h.last_run_state == "success"
+            and h.last_duration_s is not None
+            and h.p95_30d
+            and h.runs_30d >= cfg.slow_min_runs
+            and h.last_duration_s > cfg.slow_factor * h.p95_30d
+        ):
+            out.append(
+                Condition(
+                    f"slow_run:{h.dag_id}",
+                    "slow_run",
+                    f"{h.dag_id}: run {h.last_run_id} took {h.last_duration_s:.0f} s, more than "
+                    f"{cfg.slow_factor:g} x its 30-day p95 ({h.p95_30d:.0f} s)",
+                    h.dag_id,
+                    round(h.last_duration_s, 3),
+                )
+            )
+    for dag_id, interval in intervals.items():
+        summary = by_dag.get(dag_id)
+        if summary is None:
+            # A DAG the guardian has never seen run may not be deployed here: nothing to miss yet.
+            continue
+        last_success = summary.last_success
+        if last_success is None:
+            out.append(
+                Condition(
+                    f"no_success:{dag_id}",
+                    "no_success",
+                    f"{dag_id}: no successful run recorded (expected one every {_human(interval)})",
+                    dag_id,
+                )
+            )
+            continue
+        age = now - _utc(datetime.fromisoformat(last_success.replace("Z", "+00:00")))
+        if age > interval:
+            out.append(
+                Condition(
+                    f"no_success:{dag_id}",
+                    "no_success",
+                    f"{dag_id}: last success {_human(age)} ago (expected one every {_human(interval)})",
+                    dag_id,
+                    round(age.total_seconds(), 1),
+                )
+            )
+    suites: dict[str, list[dict[str, Any]]] = {}
+    for result in quality_failures:
+        suites.setdefault(str(result["suite"]), []).append(result)
+    for suite, failed in sorted(suites.items()):
+        names = sorted({str(r["check_name"]) for r in failed})
+        out.append(
+            Condition(
+                f"quality:{suite}",
+                "quality",
+                f"data quality suite {suite}: {len(failed)} error-severity failure(s) in the last "
+                f"{cfg.quality_window_hours} h ({', '.join(names[:5])})",
+                None,
+                float(len(failed)),
+            )
+        )
+    if audit_problem:
+        out.append(Condition("audit_chain", "audit_chain", f"audit chain fails verification: {audit_problem}"))
+    return out
+
+
+def open_alerts(store: Store) -> list[dict[str, Any]]:
+    """Alerts that started and have not cleared, oldest first."""
+    with store.read() as conn:
+        return [
+            dict(r._mapping)
+            for r in conn.execute(select(alerts).where(alerts.c.cleared_at.is_(None)).order_by(alerts.c.opened_at))
+        ]
+
+
+def alert_history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest alerts, open or cleared."""
+    with store.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id.desc()).limit(limit))]
+
+
+def reconcile(store: Store, conditions: Iterable[Condition], now: datetime | None = None) -> list[Transition]:
+    """Open alerts for new conditions, clear those that no longer hold; return only the changes."""
+    now = _utc(now or datetime.now(UTC))
+    current = {c.key: c for c in conditions}
+    transitions: list[Transition] = []
+    with store.write() as conn:
+        open_rows = {
+            r.key: r for r in conn.execute(select(alerts).where(alerts.c.cleared_at.is_(None))).all()
+        }
+        for key, cond in current.items():
+            row = open_rows.get(key)
+            if row is None:
+                conn.execute(
+                    insert(alerts).values(
+                        key=key,
+                        kind=cond.kind,
+                        dag_id=cond.dag_id,
+                        message=cond.message[:2000],
+                        value=cond.value,
+                        opened_at=now,
+                        last_seen_at=now,
+                    )
+                )
+                transitions.append(Transition(cond, True))
+            else:
+                conn.execute(
+                    update(alerts)
+                    .where(alerts.c.id == row.id)
+                    .values(message=cond.message[:2000], value=cond.value, last_seen_at=now)
+                )
+        for key, row in open_rows.items():
+            if key not in current:
+                conn.execute(update(alerts).where(alerts.c.id == row.id).values(cleared_at=now))
+                transitions.append(
+                    Transition(
+                        Condition(key, row.kind, f"cleared: {row.message}", row.dag_id, row.value), False
+                    )
+                )
+    return transitions

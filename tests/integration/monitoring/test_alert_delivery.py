@@ -1,0 +1,137 @@
+"""Failure and threshold alerts delivered to a real SMTP server and a local Slack webhook receiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from guardian.airflow.callbacks import alert
+from guardian.monitoring.health import RunRecord
+from guardian.monitoring.receivers import SlackReceiver, SmtpReceiver, body_text
+from guardian.monitoring.service import run_health_check
+from guardian.settings import load_settings
+from guardian.store import get_store
+
+
+class FakeTI:
+    """The attributes a callback context's task instance carries (pure data)."""
+
+    def __init__(self, try_number: int = 2) -> None:
+        self.dag_id = "bigquery_sales_query"
+        self.task_id = "run_query"
+        self.run_id = "manual__2026-11-28T10:00:00+00:00"
+        self.try_number = try_number
+        self.max_tries = 2
+
+
+def _failing_context(secret: str) -> dict[str, Any]:
+    try:
+        raise RuntimeError(f"warehouse said no to key {secret}\nconnection string postgresql://svc:{secret}@db/x\nquota exceeded")
+    except RuntimeError as exc:
+        return {"ti": FakeTI(), "exception": exc}
+
+
+def test_failure_alert_reaches_email_and_slack_without_secrets(
+    alert_env: tuple[SmtpReceiver, SlackReceiver], monkeypatch: Any
+) -> None:
+    smtp, slack = alert_env
+    secret = "s3cr3t-Pa55word-xyz"
+    # A secret the settings reference: the callback registers it with the maskers itself.
+    monkeypatch.setenv("AIRFLOW_API_PASSWORD_FOR_TEST", secret)
+    monkeypatch.setenv("GUARDIAN_MONITORING__AIRFLOW_PASSWORD_REF", "env:AIRFLOW_API_PASSWORD_FOR_TEST")
+
+    outcome = alert(_failing_context(secret), "failure")
+
+    assert [d.channel for d in outcome["deliveries"]] == ["email", "slack"]
+    assert all(d.delivered for d in outcome["deliveries"])
+    assert len(smtp.messages) == 1
+    mail = smtp.messages[0]
+    text = body_text(mail)
+    assert mail["To"] == "oncall@example.com"
+    assert "bigquery_sales_query.run_query FAILED (try 2)" in mail["Subject"]
+    for expected in ("DAG: bigquery_sales_query", "Task: run_query", "Run: manual__2026-11-28", "Try: 2 of 3"):
+        assert expected in text
+    assert "quota exceeded" in text and "RuntimeError" in text
+    assert "/dags/bigquery_sales_query/runs/manual__2026-11-28T10%3A00%3A00%2B00%3A00/tasks/run_query?try_number=2" in text
+    assert secret not in mail.as_string()
+    assert len(slack.payloads) == 1
+    payload = slack.payloads[0]
+    assert "bigquery_sales_query.run_query" in payload["text"] and "quota exceeded" in payload["text"]
+    assert secret not in str(payload)
+    assert slack.paths[0].startswith("/services/")
+
+
+def test_failure_is_audited(alert_env: tuple[SmtpReceiver, SlackReceiver]) -> None:
+    from guardian import audit
+
+    alert(_failing_context("nothing-secret-here"), "failure")
+    events = list(audit.iter_events(action_prefix="airflow.failure"))
+    assert len(events) == 1
+    assert events[0].target == "dag:bigquery_sales_query/task:run_query"
+    assert audit.verify().ok
+
+
+def test_non_critical_dag_alerts_by_email_only(alert_env: tuple[SmtpReceiver, SlackReceiver], monkeypatch: Any) -> None:
+    smtp, slack = alert_env
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SLACK_DAGS", "looker_dashboard_deletion")
+    outcome = alert(_failing_context("x"), "failure")
+    assert [d.channel for d in outcome["deliveries"]] == ["email"]
+    assert len(smtp.messages) == 1 and slack.payloads == []
+
+
+def test_slack_429_is_retried(alert_env: tuple[SmtpReceiver, SlackReceiver]) -> None:
+    _, slack = alert_env
+    slack.fail_next = [429, 503]
+    outcome = alert(_failing_context("x"), "failure")
+    assert all(d.delivered for d in outcome["deliveries"])
+    assert len(slack.payloads) == 1
+
+
+def test_unreachable_smtp_does_not_raise(monkeypatch: Any) -> None:
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", "9")
+    outcome = alert(_failing_context("x"), "failure")
+    assert [(d.channel, d.delivered) for d in outcome["deliveries"]] == [("email", False)]
+
+
+def test_retry_alert_only_when_enabled(alert_env: tuple[SmtpReceiver, SlackReceiver], monkeypatch: Any) -> None:
+    smtp, slack = alert_env
+    alert(_failing_context("x"), "retry")
+    assert smtp.messages == []
+    monkeypatch.setenv("GUARDIAN_NOTIFY__ALERT_ON_RETRY", "true")
+    alert(_failing_context("x"), "retry")
+    assert len(smtp.messages) == 1 and "retrying" in smtp.messages[0]["Subject"]
+    assert slack.payloads == []  # retries are email only
+
+
+def test_threshold_alert_once_when_it_starts_once_when_it_clears(
+    alert_env: tuple[SmtpReceiver, SlackReceiver], monkeypatch: Any
+) -> None:
+    smtp, slack = alert_env
+    monkeypatch.setenv("GUARDIAN_MONITORING__EXPECTED_INTERVALS", "")
+    settings = load_settings()
+    store = get_store(settings)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+    def run(i: int, state: str) -> RunRecord:
+        end = now - timedelta(minutes=5 * (100 - i))
+        return RunRecord("google_sheet_trigger_dag", f"r{i}", state, end - timedelta(seconds=30), end)
+
+    runs = [run(i, "failed" if i % 2 else "success") for i in range(10)]
+    first = run_health_check(settings, store, runs, now=now)
+    assert [t.condition.key for t in first.transitions] == ["failure_rate:google_sheet_trigger_dag"]
+    assert len(smtp.messages) == 1 and "ALERT" in smtp.messages[0]["Subject"]
+    assert len(slack.payloads) == 1
+
+    # Still failing an hour later: no new message.
+    second = run_health_check(settings, store, [], now=now + timedelta(hours=1))
+    assert second.transitions == [] and len(smtp.messages) == 1 and len(slack.payloads) == 1
+
+    # 20 good runs push the failures out of the window: one RESOLVED message.
+    good = [run(100 + i, "success") for i in range(20)]
+    good = [RunRecord(r.dag_id, r.run_id, r.state, r.start_date + timedelta(hours=9), r.end_date + timedelta(hours=9)) for r in good]
+    third = run_health_check(settings, store, good, now=now + timedelta(hours=2))
+    assert [(t.condition.key, t.started) for t in third.transitions] == [("failure_rate:google_sheet_trigger_dag", False)]
+    assert len(smtp.messages) == 2 and "RESOLVED" in smtp.messages[1]["Subject"]
+    fourth = run_health_check(settings, store, [], now=now + timedelta(hours=3))
+    assert fourth.transitions == [] and len(smtp.messages) == 2
