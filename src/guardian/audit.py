@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -282,13 +282,18 @@ def count(store: Store | None = None) -> int:
         return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
 
-def verify(store: Store | None = None) -> VerifyReport:
-    """Walk the chain from the first row; report the first edited, deleted or reordered row."""
+def verify(store: Store | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Walk the chain from the first row; report the first edited, deleted or reordered row.
+
+    ``progress`` is called with the number of rows checked so far, every 1,000 rows.
+    """
     expected_seq = 1
     prev = GENESIS
     rows = 0
     for event in iter_events(store):
         rows += 1
+        if progress is not None and rows % 1000 == 0:
+            progress(rows)
         if event.seq != expected_seq:
             return VerifyReport(
                 False,

@@ -152,9 +152,14 @@ def audit_record(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk the hash chain; name the first edited, deleted or reordered row (exit 1 if any)."""
+    from rich.progress import Progress
+
     from guardian import audit
 
-    report = audit.verify()
+    total = audit.count()
+    with Progress(console=err_console, transient=True, disable=total < 5000) as bar:
+        task = bar.add_task("verifying the audit chain", total=total)
+        report = audit.verify(progress=lambda done: bar.update(task, completed=done))
     if report.ok:
         console.print(f"[green]audit chain OK[/green]: {report.rows} row(s), head {report.head_hash[:12]}")
         return
