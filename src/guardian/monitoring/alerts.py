@@ -56,7 +56,9 @@ def parse_intervals(entries: Sequence[str]) -> dict[str, timedelta]:
                 f"GUARDIAN_MONITORING__EXPECTED_INTERVALS: entry {entry!r} is not dag_id=<number><m|h|d>, e.g. x=15m"
             )
         amount, unit = float(match.group(1)), match.group(2)
-        out[dag_id.strip()] = timedelta(minutes=amount) if unit == "m" else timedelta(hours=amount * (24 if unit == "d" else 1))
+        out[dag_id.strip()] = (
+            timedelta(minutes=amount) if unit == "m" else timedelta(hours=amount * (24 if unit == "d" else 1))
+        )
     return out
 
 
@@ -185,9 +187,7 @@ def reconcile(store: Store, conditions: Iterable[Condition], now: datetime | Non
     current = {c.key: c for c in conditions}
     transitions: list[Transition] = []
     with store.write() as conn:
-        open_rows = {
-            r.key: r for r in conn.execute(select(alerts).where(alerts.c.cleared_at.is_(None))).all()
-        }
+        open_rows = {r.key: r for r in conn.execute(select(alerts).where(alerts.c.cleared_at.is_(None))).all()}
         for key, cond in current.items():
             row = open_rows.get(key)
             if row is None:
@@ -213,8 +213,6 @@ def reconcile(store: Store, conditions: Iterable[Condition], now: datetime | Non
             if key not in current:
                 conn.execute(update(alerts).where(alerts.c.id == row.id).values(cleared_at=now))
                 transitions.append(
-                    Transition(
-                        Condition(key, row.kind, f"cleared: {row.message}", row.dag_id, row.value), False
-                    )
+                    Transition(Condition(key, row.kind, f"cleared: {row.message}", row.dag_id, row.value), False)
                 )
     return transitions

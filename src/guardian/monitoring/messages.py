@@ -102,7 +102,8 @@ def failure_message(
     ]
     text = (
         "\n".join(f"{k}: {v}" for k, v in facts)
-        + f"\n\nLast lines of the error:\n{error_text}\n\nTriage: see the DAG's doc (Docs tab in Airflow) and docs/operations.md."
+        + f"\n\nLast lines of the error:\n{error_text}\n\n"
+        + "Triage: see the DAG's doc (Docs tab in Airflow) and docs/operations.md."
     )
     rows = "".join(
         f"<tr><th align='left'>{html_lib.escape(k)}</th><td>"

@@ -40,9 +40,9 @@ class SmtpReceiver:
         receiver = self
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 msg = message_from_bytes(envelope.content, policy=policy.default)
-                receiver.messages.append(msg)  # type: ignore[arg-type]
+                receiver.messages.append(msg)
                 if receiver.folder is not None:
                     receiver.folder.mkdir(parents=True, exist_ok=True)
                     (receiver.folder / f"mail-{len(receiver.messages)}.eml").write_bytes(envelope.content)
@@ -81,7 +81,7 @@ class SlackReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if receiver.fail_next:
                     status = receiver.fail_next.pop(0)

@@ -24,7 +24,9 @@ def slack() -> Iterator[SlackReceiver]:
 
 
 @pytest.fixture
-def alert_env(smtp: SmtpReceiver, slack: SlackReceiver, monkeypatch: pytest.MonkeyPatch) -> tuple[SmtpReceiver, SlackReceiver]:
+def alert_env(
+    smtp: SmtpReceiver, slack: SlackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SmtpReceiver, SlackReceiver]:
     """GUARDIAN_NOTIFY__* pointing at both receivers."""
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(smtp.port))

@@ -26,7 +26,9 @@ class FakeTI:
 
 def _failing_context(secret: str) -> dict[str, Any]:
     try:
-        raise RuntimeError(f"warehouse said no to key {secret}\nconnection string postgresql://svc:{secret}@db/x\nquota exceeded")
+        raise RuntimeError(
+            f"warehouse said no to key {secret}\nconnection string postgresql://svc:{secret}@db/x\nquota exceeded"
+        )
     except RuntimeError as exc:
         return {"ti": FakeTI(), "exception": exc}
 
@@ -52,7 +54,9 @@ def test_failure_alert_reaches_email_and_slack_without_secrets(
     for expected in ("DAG: bigquery_sales_query", "Task: run_query", "Run: manual__2026-11-28", "Try: 2 of 3"):
         assert expected in text
     assert "quota exceeded" in text and "RuntimeError" in text
-    assert "/dags/bigquery_sales_query/runs/manual__2026-11-28T10%3A00%3A00%2B00%3A00/tasks/run_query?try_number=2" in text
+    assert (
+        "/dags/bigquery_sales_query/runs/manual__2026-11-28T10%3A00%3A00%2B00%3A00/tasks/run_query?try_number=2" in text
+    )
     assert secret not in mail.as_string()
     assert len(slack.payloads) == 1
     payload = slack.payloads[0]
@@ -129,9 +133,14 @@ def test_threshold_alert_once_when_it_starts_once_when_it_clears(
 
     # 20 good runs push the failures out of the window: one RESOLVED message.
     good = [run(100 + i, "success") for i in range(20)]
-    good = [RunRecord(r.dag_id, r.run_id, r.state, r.start_date + timedelta(hours=9), r.end_date + timedelta(hours=9)) for r in good]
+    good = [
+        RunRecord(r.dag_id, r.run_id, r.state, r.start_date + timedelta(hours=9), r.end_date + timedelta(hours=9))
+        for r in good
+    ]
     third = run_health_check(settings, store, good, now=now + timedelta(hours=2))
-    assert [(t.condition.key, t.started) for t in third.transitions] == [("failure_rate:google_sheet_trigger_dag", False)]
+    assert [(t.condition.key, t.started) for t in third.transitions] == [
+        ("failure_rate:google_sheet_trigger_dag", False)
+    ]
     assert len(smtp.messages) == 2 and "RESOLVED" in smtp.messages[1]["Subject"]
     fourth = run_health_check(settings, store, [], now=now + timedelta(hours=3))
     assert fourth.transitions == [] and len(smtp.messages) == 2

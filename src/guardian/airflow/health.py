@@ -1,0 +1,36 @@
+"""Run collection for the guardian_health DAG: the REST API when configured, else the metadata DB."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.store import Store
+
+
+def metadata_db_url() -> str:
+    """The Airflow metadata database URL of this deployment."""
+    url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if url:
+        return url
+    from airflow.providers.common.compat.sdk import conf
+
+    return str(conf.get("database", "sql_alchemy_conn"))
+
+
+def collect(settings: Settings, store: Store) -> dict[str, Any]:
+    """Store the runs updated since the last collection; return the source, DAG ids and count."""
+    from guardian.monitoring.airflow_api import AirflowApi, collect_from_database, default_since
+    from guardian.monitoring.health import last_collected, upsert_runs
+
+    since = default_since(last_collected(store), settings.monitoring.history_days)
+    if settings.monitoring.airflow_api_url:
+        api = AirflowApi.from_settings(settings)
+        dag_ids, runs, source = api.dags(), api.runs_since(since), f"api-{api.version}"
+    else:
+        dag_ids, runs = collect_from_database(metadata_db_url(), since)
+        source = "metadb"
+    stored = upsert_runs(store, runs, source=source)
+    return {"source": source, "dag_ids": dag_ids, "runs_seen": len(runs), "stored": stored}

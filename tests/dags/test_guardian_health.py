@@ -1,0 +1,57 @@
+"""guardian_health end to end with dag.test(): runs from the Airflow metadata DB, snapshots, alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_dag():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("guardian_health_dag", REPO / "dags" / "guardian_health.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.guardian_health()
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_health_dag_snapshots_runs_and_opens_a_deduplicated_alert() -> None:
+    from guardian.monitoring.alerts import open_alerts
+    from guardian.monitoring.health import RunRecord, latest_snapshots, upsert_runs
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    store = get_store(load_settings())
+    now = datetime.now(UTC)
+    upsert_runs(
+        store,
+        [
+            RunRecord(
+                "nightly_export", f"r{i}", "failed", now - timedelta(hours=i, minutes=5), now - timedelta(hours=i)
+            )
+            for i in range(1, 6)
+        ],
+        source="test",
+    )
+
+    dag = _load_dag()
+    first = dag.test()
+    assert first.state == "success"
+    snapshots = latest_snapshots(store)
+    assert "nightly_export" in snapshots and snapshots["nightly_export"]["failed_7d"] == 5
+    assert "guardian_health" in snapshots
+    opened = [a["key"] for a in open_alerts(store)]
+    assert "failure_rate:nightly_export" in opened
+
+    second = dag.test()
+    assert second.state == "success"
+    # Still failing: the same one open alert, not a second one.
+    assert [a["key"] for a in open_alerts(store)].count("failure_rate:nightly_export") == 1
+    # The first health run is now a finished run in the metadata DB, collected as one.
+    assert latest_snapshots(store)["guardian_health"]["runs_7d"] >= 1
