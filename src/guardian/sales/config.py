@@ -51,3 +51,34 @@ class SalesSettings(Section):
     sheet_max_cells: int = Field(
         100_000, ge=1, description="Largest result (rows x columns) written to a Google Sheet."
     )
+    brands: CsvList = Field(
+        default_factory=lambda: ["X", "Y", "Z", "NOVA", "ACME"],
+        description="Brand codes that may be requested.",
+    )
+    currencies: CsvList = Field(
+        default_factory=lambda: ["THB", "VND", "MYR", "SGD", "IDR", "PHP", "USD"],
+        description="Currency codes the quality gate accepts in a result.",
+    )
+    results_dataset: str = Field(
+        "guardian_results",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$",
+        description="BigQuery dataset (in the sales project) holding each run's result table before export.",
+    )
+    results_expiration_hours: int = Field(
+        48, ge=1, description="Hours a BigQuery result table is kept before BigQuery deletes it."
+    )
+    job_timeout: int = Field(600, ge=1, description="Seconds to wait for one BigQuery job (query, export).")
+    api_retries: int = Field(
+        5, ge=0, le=20, description="Retries of a BigQuery API call on 429/5xx, with backoff and jitter."
+    )
+    default_format: Literal["parquet", "csv"] = Field(
+        "parquet", description="Export format when a run does not name one: parquet (zstd) or csv (gzip)."
+    )
+    allow_empty: bool = Field(
+        False, description="Quality gate: accept a result with zero rows instead of failing the run."
+    )
+    warn_only_checks: CsvList = Field(
+        default_factory=list,
+        description="Quality checks reported as warnings instead of failing the run (e.g. currency_known).",
+    )
+    sheet_tab: str = Field("sales", description="Default tab name for the optional sheet output.")

@@ -1,0 +1,136 @@
+"""Data-quality checks that run where the data is: SQL aggregates over one table.
+
+Each check is one aggregate expression in BigQuery Standard SQL that counts violating rows.
+All checks of a suite are evaluated in a single scan (``SELECT COUNTIF(..) AS c0, ... FROM t``)
+by a :class:`SqlRunner`, so a BigQuery result is checked server-side and a DuckDB result
+in-process, and rows never stream through the worker. Values are named query parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlglot
+from sqlglot import exp
+
+from guardian.quality.results import CheckResult, Severity
+
+Params = dict[str, tuple[str, Any]]  # name -> (BigQuery type, value)
+
+
+class SqlRunner(Protocol):
+    """Runs one BigQuery-dialect query with named params and returns its single row by column name."""
+
+    def query_one(self, bigquery_sql: str, params: Params) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: a BigQuery aggregate counting violations, and how to word the outcome."""
+
+    name: str
+    violations_sql: str
+    describe: str
+    severity: Severity = "error"
+    params: Params = field(default_factory=dict)
+    # Turns (violations, total rows) into a verdict; default: no violations allowed.
+    passes: Callable[[int, int], bool] = field(default=lambda violations, _total: violations == 0, compare=False)
+
+
+def not_null(columns: Sequence[str], *, name: str = "completeness_not_null") -> Check:
+    """No nulls in the key columns."""
+    condition = " OR ".join(f"{_col(c)} IS NULL" for c in columns)
+    return Check(name, f"COUNTIF({condition})", f"rows with a null in {', '.join(columns)}")
+
+
+def unique(column: str, *, name: str | None = None) -> Check:
+    """No duplicate values in ``column`` (nulls are the not-null check's business)."""
+    return Check(
+        name or f"unique_{column}",
+        f"COUNT({_col(column)}) - COUNT(DISTINCT {_col(column)})",
+        f"duplicate {column} values",
+    )
+
+
+def between(column: str, low: Any, high: Any, kind: str, *, name: str | None = None) -> Check:
+    """Every value of ``column`` lies in [low, high] (typed params ``kind``)."""
+    lo, hi = f"{column}_low", f"{column}_high"
+    return Check(
+        name or f"{column}_in_range",
+        f"COUNTIF({_col(column)} < @{lo} OR {_col(column)} > @{hi})",
+        f"rows with {column} outside {low}..{high}",
+        params={lo: (kind, low), hi: (kind, high)},
+    )
+
+
+def accepted_values(column: str, values: Sequence[str], *, name: str | None = None) -> Check:
+    """Every value of ``column`` is one of ``values``."""
+    param = f"{column}_accepted"
+    return Check(
+        name or f"{column}_accepted",
+        f"COUNTIF({_col(column)} IS NULL OR {_col(column)} NOT IN UNNEST(@{param}))",
+        f"rows with {column} not in {', '.join(values)}",
+        params={param: ("ARRAY<STRING>", list(values))},
+    )
+
+
+def rule(name: str, violation: str, describe: str, params: Params | None = None) -> Check:
+    """A business rule: ``violation`` is a BigQuery boolean expression true for a bad row."""
+    sqlglot.parse_one(violation, read="bigquery")  # a malformed rule fails here, not in the warehouse
+    return Check(name, f"COUNTIF({violation})", describe, params=params or {})
+
+
+def row_count(*, allow_empty: bool, name: str = "completeness_rows") -> Check:
+    """Zero rows is an error unless allowed."""
+    return Check(
+        name,
+        "0",
+        "rows in the result",
+        passes=(lambda _v, total: total > 0 or allow_empty),
+    )
+
+
+def _col(name: str) -> str:
+    return exp.column(name, quoted=True).sql(dialect="bigquery")
+
+
+def suite_sql(table: exp.Table, checks: Sequence[Check]) -> tuple[str, Params]:
+    """One query computing every check's violations and the row count in a single scan."""
+    names = {check.name for check in checks}
+    if len(names) != len(checks):
+        raise ValueError("check names must be unique within a suite")
+    selects = [f"{check.violations_sql} AS c{i}" for i, check in enumerate(checks)]
+    selects.append("COUNT(*) AS total_rows")
+    params: Params = {}
+    for check in checks:
+        params.update(check.params)
+    sql = f"SELECT {', '.join(selects)} FROM {table.sql(dialect='bigquery')}"
+    return sqlglot.transpile(sql, read="bigquery", write="bigquery")[0], params
+
+
+def run_checks(
+    runner: SqlRunner,
+    table: exp.Table,
+    checks: Sequence[Check],
+    *,
+    warn_only: Sequence[str] = (),
+) -> tuple[list[CheckResult], int]:
+    """Evaluate the checks in one scan; return their results and the row count."""
+    if not checks:
+        return [], 0
+    sql, params = suite_sql(table, checks)
+    row = runner.query_one(sql, params)
+    total = int(row.get("total_rows") or 0)
+    results = []
+    for i, check in enumerate(checks):
+        violations = int(row.get(f"c{i}") or 0)
+        ok = check.passes(violations, total)
+        severity: Severity = "warn" if check.name in warn_only else check.severity
+        if check.name == "completeness_rows" or check.violations_sql == "0":
+            message = f"{total} {check.describe}" + ("" if ok else " (an empty result is not allowed)")
+        else:
+            message = f"{violations} {check.describe}" if violations else f"no {check.describe}"
+        results.append(CheckResult(check.name, ok, message, severity, {"violations": violations, "rows": total}))
+    return results, total
