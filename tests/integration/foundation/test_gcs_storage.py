@@ -82,3 +82,18 @@ def test_doctor_reports_a_missing_bucket_with_the_fix(fake_gcs: FakeGCS, monkeyp
     assert result.status == "FAIL"
     assert "gs://no-such-bucket-here" in result.detail
     assert "GUARDIAN_STORAGE__ROOT" in result.fix
+
+
+def test_audit_export_to_gcs(fake_gcs: FakeGCS, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from datetime import date
+
+    from guardian import audit
+
+    monkeypatch.setenv("GUARDIAN_STORAGE__GCS_ENDPOINT", fake_gcs.endpoint)
+    for i in range(3):
+        audit.record("test.export", f"row:{i}")
+    uri, written = audit.export(date(2000, 1, 1), f"gs://{bucket}/audit/")
+    assert written == 3 and uri.startswith(f"gs://{bucket}/audit/audit-2000-01-01-to-")
+    body = GCSStorage(f"gs://{bucket}", endpoint=fake_gcs.endpoint).get(uri.removeprefix(f"gs://{bucket}/"))
+    assert [json.loads(line)["target"] for line in body.decode().splitlines()] == ["row:0", "row:1", "row:2"]
