@@ -67,6 +67,16 @@ class LookerSettings(Section):
     rate_limit_per_second: float = Field(
         20.0, gt=0, description="Client-side limit of Looker API calls per second while applying."
     )
+    api_retries: int = Field(
+        5, ge=0, le=10, description="Retries of one Looker API call on 429, 5xx and connection errors."
+    )
+    api_backoff_seconds: float = Field(
+        0.5, ge=0, le=30, description="First retry delay in seconds; doubles each retry, with jitter, capped at 20 s."
+    )
+    default_folder_id: str | None = Field(
+        None,
+        description="Folder for re-imported dashboards whose original folder is gone (else such a restore fails).",
+    )
     client_secret_ref: SecretRef | None = Field(
         None,
         description="Optional secret reference for the API client secret (else LOOKERSDK_CLIENT_SECRET).",

@@ -1,0 +1,424 @@
+"""Apply a plan: re-check, back up, trash or purge, each action audited before and after.
+
+Every action row moves ``pending -> backed_up -> in_progress -> done | noop | skipped``
+(or ``failed``, retried by the next run). The state and its audit event commit in one
+transaction, so after a kill at any line the rerun knows where each dashboard stands:
+
+* killed before the backup was recorded: the backup key is fixed per plan, the rerun finds
+  the object (``AlreadyExists``), checks it is the same dashboard version, and records it;
+* killed after ``in_progress`` but before or after the Looker call: the rerun re-reads the
+  dashboard; already in the trash (or gone, for a purge) is a recorded no-op, never a second
+  action.
+
+Each dashboard is re-read just before its action: one viewed, moved into a protected folder,
+favorited, restored or deleted by hand since the plan is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import update
+
+from guardian import audit
+from guardian.errors import SafetyGateTripped, ValidationFailed
+from guardian.looker.backup import Backup, get_backup, take_backup, verify_backup
+from guardian.looker.plan import (
+    ACTION_KINDS,
+    FINAL_STATES,
+    Action,
+    Plan,
+    get_action,
+    guardian_trashed_ids,
+    instance_target,
+    list_actions,
+    require_plan,
+    set_plan_status,
+    verify_plan_hash,
+)
+from guardian.looker.policy import Context, DashboardFacts, Policy, decide, folder_chain
+from guardian.looker.tables import looker_actions, looker_plans
+from guardian.storage import Storage
+from guardian.store import Store
+
+if TYPE_CHECKING:
+    from guardian.looker.client import LookerClient
+    from guardian.settings import Settings
+
+Mode = Literal["test", "apply"]
+_VERB = {"soft_delete": "looker.trash", "purge": "looker.purge"}
+
+
+@dataclass
+class ApplyReport:
+    """What one apply run did."""
+
+    plan_id: int
+    mode: str
+    selected: int = 0
+    already_final: int = 0
+    done: int = 0
+    noop: int = 0
+    skipped: int = 0
+    failed: int = 0
+    backup_bytes: int = 0
+    duration_s: float = 0.0
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def actions_per_second(self) -> float:
+        """Actions executed per second of wall time."""
+        ran = self.done + self.noop + self.skipped + self.failed
+        return ran / self.duration_s if self.duration_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = dict(self.__dict__)
+        out["actions_per_second"] = round(self.actions_per_second, 2)
+        return out
+
+
+def breaker_check(settings: Settings, plan: Plan, actions: list[Action]) -> str | None:
+    """Why the circuit breaker refuses these actions, or None when they are within bounds."""
+    trash = sum(1 for a in actions if a.kind == "soft_delete")
+    cfg = settings.looker
+    limit_fraction = cfg.max_fraction * plan.inventory_size
+    if trash > cfg.max_deletions:
+        return f"it trashes {trash} dashboards, more than max_deletions={cfg.max_deletions}"
+    if trash and trash > limit_fraction:
+        return f"it trashes {trash} of {plan.inventory_size} dashboards, more than max_fraction={cfg.max_fraction:.0%}"
+    return None
+
+
+def override_breaker(settings: Settings, store: Store, plan_id: int, *, actor: str) -> Plan:
+    """Allow one plan past the circuit breaker (audited)."""
+    plan = require_plan(store, plan_id)
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        conn.execute(
+            update(looker_plans).where(looker_plans.c.id == plan_id).values(override_by=actor, override_at=now)
+        )
+        audit.append(
+            conn,
+            actor=actor,
+            action="looker.breaker_override",
+            target=instance_target(settings),
+            before={"plan_id": plan_id, "override_by": plan.override_by},
+            after={"plan_id": plan_id, "override_by": actor},
+            outcome="ok",
+            context=audit.current_context(),
+        )
+    return require_plan(store, plan_id)
+
+
+def select_actions(settings: Settings, store: Store, plan_id: int, mode: Mode) -> list[Action]:
+    """The trash and purge actions this run covers (test mode: the first N of the plan)."""
+    actions = list_actions(store, plan_id, kinds=ACTION_KINDS)
+    if mode == "test":
+        actions = actions[: settings.looker.test_mode_limit]
+    return actions
+
+
+class _Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        client: LookerClient,
+        store: Store,
+        storage: Storage,
+        plan: Plan,
+        actor: str,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.storage = storage
+        self.plan = plan
+        self.actor = actor
+        self.policy = Policy.from_settings(settings.looker)
+        me = client.me_user()
+        self.ctx = Context(
+            now=datetime.now(UTC),
+            folder_chain=folder_chain(client.folders()) if self.policy.needs_folders else {},
+            guardian_trashed=guardian_trashed_ids(store, settings.looker.instance_name),
+            guardian_user_id=None if me.get("id") is None else str(me["id"]),
+        )
+        self.base_context = audit.current_context() | {"plan_id": plan.id}
+
+    # -- state changes, each with its audit event in the same transaction ----------------
+    def _transition(
+        self,
+        action: Action,
+        state: str,
+        *,
+        audit_action: str,
+        outcome: str,
+        before: Any = None,
+        after: Any = None,
+        note: str | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> None:
+        values = dict(columns or {})
+        if note:
+            values["outcome"] = note[:500]
+        with self.store.write() as conn:
+            conn.execute(
+                update(looker_actions)
+                .where(looker_actions.c.id == action.id)
+                .values(state=state, updated_at=datetime.now(UTC), **values)
+            )
+            audit.append(
+                conn,
+                actor=self.actor,
+                action=audit_action,
+                target=instance_target(self.settings, action.dashboard_id),
+                before=before,
+                after=after,
+                outcome=outcome,
+                context=self.base_context
+                | {"action_id": action.id, "kind": action.kind, **({"note": note} if note else {})},
+            )
+
+    def finish(self, action: Action, state: str, note: str, fresh: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._transition(
+            action,
+            state,
+            audit_action=_VERB[action.kind],
+            outcome=state,
+            before=_state_of(fresh),
+            after=_state_of(fresh),
+            note=note,
+        )
+        return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": state, "note": note}
+
+    # -- one action ----------------------------------------------------------------------
+    def run(self, action_id: int) -> dict[str, Any]:
+        action = get_action(self.store, action_id)
+        if action.state in FINAL_STATES:
+            return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": action.state, "note": "final"}
+        try:
+            return self._execute(action)
+        except Exception as exc:  # one dashboard's failure must not stop the others
+            note = f"{type(exc).__name__}: {exc}"[:500]
+            self._transition(
+                action,
+                "failed",
+                audit_action=_VERB[action.kind],
+                outcome="failed",
+                note=note,
+                columns={"attempts": action.attempts + 1},
+            )
+            return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": "failed", "note": note}
+
+    def _execute(self, action: Action) -> dict[str, Any]:
+        fresh = self.client.dashboard(action.dashboard_id)
+        interrupted = action.state == "in_progress"
+        if action.kind == "soft_delete":
+            if fresh is None:
+                return self.finish(action, "skipped", "no longer exists (deleted since the plan)")
+            if fresh.get("deleted"):
+                why = (
+                    "already in trash: this plan trashed it before an interruption"
+                    if interrupted
+                    else f"already in trash (by user {fresh.get('deleter_id')} at {fresh.get('deleted_at')})"
+                )
+                return self.finish(action, "noop", why, fresh)
+        else:
+            if fresh is None:
+                why = (
+                    "already purged: this plan deleted it before an interruption"
+                    if interrupted
+                    else "already permanently deleted"
+                )
+                return self.finish(action, "noop", why)
+            if not fresh.get("deleted"):
+                return self.finish(action, "skipped", "restored from the trash since the plan", fresh)
+        stale = self.recheck(action, fresh)
+        if stale:
+            return self.finish(action, "skipped", stale, fresh)
+        backup = self.ensure_backup(action, fresh)
+        self._transition(
+            action,
+            "in_progress",
+            audit_action=_VERB[action.kind],
+            outcome="started",
+            before=_state_of(fresh),
+            after={"backup": backup.uri, "sha256": backup.sha256},
+            columns={"attempts": action.attempts + 1},
+        )
+        if action.kind == "soft_delete":
+            result = self.client.set_deleted(action.dashboard_id, True)
+            after = _state_of(result)
+            note = "moved to trash"
+        else:
+            existed = self.client.delete_dashboard(action.dashboard_id)
+            after = {"exists": False}
+            note = "permanently deleted" if existed else "already gone when deleting"
+        self._transition(
+            action,
+            "done",
+            audit_action=_VERB[action.kind],
+            outcome="ok",
+            before=_state_of(fresh),
+            after=after,
+            note=note,
+            columns={"after": after},
+        )
+        return {
+            "dashboard_id": action.dashboard_id,
+            "kind": action.kind,
+            "state": "done",
+            "note": note,
+            "bytes": backup.bytes,
+        }
+
+    def recheck(self, action: Action, fresh: dict[str, Any]) -> str | None:
+        """Why the dashboard no longer qualifies, or None."""
+        then = DashboardFacts.from_json(action.snapshot)
+        now_facts = DashboardFacts.from_api(fresh)
+        if action.kind == "soft_delete":
+            seen_then = max((t for t in (then.last_accessed_at, then.last_viewed_at) if t), default=None)
+            seen_now = max((t for t in (now_facts.last_accessed_at, now_facts.last_viewed_at) if t), default=None)
+            if seen_now and (seen_then is None or seen_now > seen_then):
+                return f"viewed since the plan (last access {seen_now.isoformat()})"
+        merged = replace(
+            then,
+            user_id=now_facts.user_id,
+            folder_id=now_facts.folder_id,
+            folder_name=now_facts.folder_name or then.folder_name,
+            favorite_count=now_facts.favorite_count,
+            deleted=now_facts.deleted,
+            deleted_at=now_facts.deleted_at,
+            deleter_id=now_facts.deleter_id,
+        )
+        decision = decide(merged, self.policy, self.ctx)
+        if decision.kind != action.kind:
+            return f"no longer qualifies since the plan: {decision.reason}"
+        return None
+
+    def ensure_backup(self, action: Action, fresh: dict[str, Any]) -> Backup:
+        """A verified backup of this version of the dashboard, recorded on the action."""
+        if action.backup_key:
+            existing = get_backup(self.store, action.backup_key)
+            if existing and existing.sha256 == action.backup_sha256 and verify_backup(self.storage, existing, fresh):
+                return existing
+        backup = take_backup(
+            self.settings,
+            self.client,
+            self.storage,
+            self.store,
+            fresh,
+            plan_id=self.plan.id,
+            stamp=self.plan.created_at,
+        )
+        self._transition(
+            action,
+            "backed_up",
+            audit_action="looker.backup",
+            outcome="ok",
+            after={"uri": backup.uri, "sha256": backup.sha256, "bytes": backup.bytes},
+            columns={"backup_key": backup.key, "backup_sha256": backup.sha256},
+        )
+        return backup
+
+
+def _state_of(dashboard: dict[str, Any] | None) -> dict[str, Any] | None:
+    if dashboard is None:
+        return {"exists": False}
+    return {
+        "exists": True,
+        "title": dashboard.get("title"),
+        "folder_id": dashboard.get("folder_id"),
+        "deleted": bool(dashboard.get("deleted")),
+        "deleted_at": dashboard.get("deleted_at"),
+        "deleter_id": dashboard.get("deleter_id"),
+        "last_accessed_at": dashboard.get("last_accessed_at"),
+        "updated_at": dashboard.get("updated_at"),
+    }
+
+
+def apply_plan(
+    settings: Settings,
+    plan_id: int,
+    *,
+    client: LookerClient,
+    store: Store,
+    storage: Storage,
+    mode: Mode = "apply",
+    actor: str | None = None,
+) -> ApplyReport:
+    """Apply the trash and purge actions of a plan (test mode: the first N only).
+
+    Refuses (:class:`SafetyGateTripped`) when the stored actions no longer match the plan's
+    content hash, or when the circuit breaker trips and the plan has no override. Safe to
+    rerun: finished actions are skipped, interrupted ones are re-checked and completed.
+    """
+    if mode not in ("test", "apply"):
+        raise ValidationFailed(f"mode {mode!r} cannot apply; use test or apply (dry_run only plans)")
+    actor = actor or audit.default_actor()
+    plan = require_plan(store, plan_id)
+    if not verify_plan_hash(store, plan):
+        audit.record(
+            "looker.apply",
+            instance_target(settings),
+            actor=actor,
+            outcome="refused",
+            after={"plan_id": plan_id, "reason": "content hash mismatch"},
+            store=store,
+        )
+        raise SafetyGateTripped(f"plan {plan_id}: stored actions no longer match its content hash; make a new plan")
+    actions = select_actions(settings, store, plan_id, mode)
+    tripped = breaker_check(settings, plan, actions)
+    if tripped and not plan.override_by:
+        set_plan_status(store, plan_id, "refused")
+        audit.record(
+            "looker.apply",
+            instance_target(settings),
+            actor=actor,
+            outcome="refused",
+            after={"plan_id": plan_id, "reason": tripped},
+            store=store,
+        )
+        raise SafetyGateTripped(
+            f"plan {plan_id} refused by the circuit breaker: {tripped}; review it (`guardian looker plan --show "
+            f"{plan_id}`) and rerun with `guardian looker apply {plan_id} --override-breaker` if it is right"
+        )
+    report = ApplyReport(plan_id=plan_id, mode=mode, selected=len(actions))
+    todo = [a for a in actions if a.state not in FINAL_STATES]
+    report.already_final = len(actions) - len(todo)
+    set_plan_status(store, plan_id, "applying")
+    audit.record(
+        "looker.apply",
+        instance_target(settings),
+        actor=actor,
+        outcome="started",
+        after={"plan_id": plan_id, "mode": mode, "selected": len(actions), "to_do": len(todo)},
+        store=store,
+    )
+    client.set_rate_limit(settings.looker.rate_limit_per_second)
+    runner = _Runner(settings, client, store, storage, plan, actor)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=settings.looker.concurrency, thread_name_prefix="looker-apply") as pool:
+        for outcome in pool.map(runner.run, [a.id for a in todo]):
+            report.outcomes.append(outcome)
+            state = outcome["state"]
+            if state in ("done", "noop", "skipped", "failed"):
+                setattr(report, state, getattr(report, state) + 1)
+            report.backup_bytes += int(outcome.get("bytes") or 0)
+    report.duration_s = round(time.monotonic() - started, 3)
+    everything = len(actions) == len(list_actions(store, plan_id, kinds=ACTION_KINDS))
+    status = "applied" if report.failed == 0 and everything else "partial"
+    set_plan_status(store, plan_id, status, last_applied_at=datetime.now(UTC))
+    audit.record(
+        "looker.apply",
+        instance_target(settings),
+        actor=actor,
+        outcome="ok" if report.failed == 0 else "partial",
+        after={k: v for k, v in report.as_dict().items() if k != "outcomes"},
+        store=store,
+    )
+    return report

@@ -1,0 +1,212 @@
+"""Verified, write-once backups of a dashboard: its full JSON and its LookML.
+
+Key: ``<backup_prefix>/<instance>/<dashboard_id>/<plan timestamp>-plan<id>.json``. The key is
+the same on every attempt of one plan, so a process killed after the put and before the
+store row finds its own backup on the rerun (``AlreadyExists``), checks it describes the
+same version of the dashboard, and uses it. Every backup is read back and its SHA-256
+compared before any action may touch the dashboard.
+
+Query functions for the CLI and the web UI: :func:`list_backups`, :func:`latest_backup`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+
+from guardian.errors import AlreadyExists, NotFound, StorageError
+from guardian.looker.tables import looker_backups
+from guardian.storage import Storage
+from guardian.store import Store
+
+if TYPE_CHECKING:
+    from guardian.looker.client import LookerClient
+    from guardian.settings import Settings
+
+FORMAT = "guardian.looker.backup/1"
+NOT_RESTORABLE = (
+    "the original dashboard id and URL",
+    "alerts",
+    "schedules",
+    "favorites",
+    "view history",
+)
+
+
+class BackupError(StorageError):
+    """A backup could not be written or did not verify."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A verified backup (a row of ``looker_backups``)."""
+
+    id: int
+    created_at: datetime
+    instance: str
+    dashboard_id: str
+    plan_id: int | None
+    uri: str
+    key: str
+    sha256: str
+    bytes: int
+    title: str | None
+    folder_id: str | None
+    dashboard_updated_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = dict(self.__dict__)
+        out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+def _row(row: Any) -> Backup:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return Backup(
+        int(row.id),
+        created,
+        row.instance,
+        row.dashboard_id,
+        None if row.plan_id is None else int(row.plan_id),
+        row.uri,
+        row.key,
+        row.sha256,
+        int(row.bytes),
+        row.title,
+        row.folder_id,
+        row.dashboard_updated_at,
+    )
+
+
+def backup_key(settings: Settings, dashboard_id: str, stamp: datetime, plan_id: int | None) -> str:
+    """Storage key of a backup."""
+    suffix = f"-plan{plan_id}" if plan_id is not None else ""
+    return (
+        f"{settings.looker.backup_prefix}/{settings.looker.instance_name}/{dashboard_id}/"
+        f"{stamp.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}{suffix}.json"
+    )
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """Canonical bytes of a backup document."""
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def read_backup(storage: Storage, key: str, sha256: str | None = None) -> dict[str, Any]:
+    """Read a backup document; verify its hash when one is given."""
+    data = storage.get(key)
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise BackupError(f"{storage.uri(key)}: content does not match its recorded SHA-256; do not trust it")
+    document = json.loads(data)
+    if document.get("format") != FORMAT:
+        raise BackupError(f"{storage.uri(key)} is not a guardian dashboard backup")
+    return dict(document)
+
+
+def take_backup(
+    settings: Settings,
+    client: LookerClient,
+    storage: Storage,
+    store: Store,
+    dashboard: dict[str, Any],
+    *,
+    plan_id: int | None,
+    stamp: datetime,
+) -> Backup:
+    """Write (or find) the backup of this version of ``dashboard``, read it back, verify, record."""
+    dashboard_id = str(dashboard["id"])
+    lookml = client.dashboard_lookml(dashboard_id)
+    document = {
+        "format": FORMAT,
+        "instance": settings.looker.instance_name,
+        "dashboard_id": dashboard_id,
+        "plan_id": plan_id,
+        "taken_at": datetime.now(UTC).isoformat(),
+        "dashboard": dashboard,
+        "lookml": lookml,
+        "not_restorable_from_lookml": list(NOT_RESTORABLE),
+    }
+    data = encode(document)
+    key = backup_key(settings, dashboard_id, stamp, plan_id)
+    try:
+        storage.put_once(key, data)
+    except AlreadyExists:
+        try:
+            existing = read_backup(storage, key)
+        except (BackupError, NotFound, ValueError):
+            existing = {}
+        if _same_version(existing.get("dashboard") or {}, dashboard) and existing.get("lookml"):
+            data = storage.get(key)
+        else:
+            # The dashboard changed since that backup: keep both, never overwrite.
+            key = backup_key(settings, dashboard_id, datetime.now(UTC), plan_id)
+            storage.put_once(key, data)
+    digest = hashlib.sha256(data).hexdigest()
+    readback = storage.get(key)
+    if hashlib.sha256(readback).hexdigest() != digest:
+        raise BackupError(f"{storage.uri(key)}: read-back differs from what was written; check the storage backend")
+    with store.write() as conn:
+        existing_row = conn.execute(select(looker_backups).where(looker_backups.c.key == key)).first()
+        if existing_row is None:
+            conn.execute(
+                insert(looker_backups).values(
+                    created_at=datetime.now(UTC),
+                    instance=settings.looker.instance_name,
+                    dashboard_id=dashboard_id,
+                    plan_id=plan_id,
+                    uri=storage.uri(key),
+                    key=key,
+                    sha256=digest,
+                    bytes=len(data),
+                    title=str(dashboard.get("title") or "")[:500],
+                    folder_id=None if dashboard.get("folder_id") is None else str(dashboard["folder_id"]),
+                    dashboard_updated_at=dashboard.get("updated_at"),
+                )
+            )
+        row = conn.execute(select(looker_backups).where(looker_backups.c.key == key)).one()
+    return _row(row)
+
+
+def _same_version(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return str(old.get("id")) == str(new.get("id")) and old.get("updated_at") == new.get("updated_at")
+
+
+def verify_backup(storage: Storage, backup: Backup, dashboard: dict[str, Any] | None = None) -> bool:
+    """True when the stored object still hashes right (and, if given, matches this version)."""
+    try:
+        document = read_backup(storage, backup.key, backup.sha256)
+    except (BackupError, NotFound, ValueError):
+        return False
+    return dashboard is None or _same_version(document.get("dashboard") or {}, dashboard)
+
+
+def get_backup(store: Store, key: str) -> Backup | None:
+    """A backup by storage key."""
+    with store.read() as conn:
+        row = conn.execute(select(looker_backups).where(looker_backups.c.key == key)).first()
+    return None if row is None else _row(row)
+
+
+def list_backups(
+    store: Store, *, dashboard_id: str | None = None, instance: str | None = None, limit: int = 100
+) -> list[Backup]:
+    """Backups, newest first (of one dashboard / instance when given)."""
+    query = select(looker_backups).order_by(looker_backups.c.id.desc()).limit(limit)
+    if dashboard_id is not None:
+        query = query.where(looker_backups.c.dashboard_id == dashboard_id)
+    if instance is not None:
+        query = query.where(looker_backups.c.instance == instance)
+    with store.read() as conn:
+        return [_row(r) for r in conn.execute(query).all()]
+
+
+def latest_backup(store: Store, instance: str, dashboard_id: str) -> Backup | None:
+    """The newest backup of one dashboard, or None."""
+    found = list_backups(store, dashboard_id=dashboard_id, instance=instance, limit=1)
+    return found[0] if found else None

@@ -1,0 +1,97 @@
+"""Store tables of the Looker service (migration 0003_looker)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, String, Table, UniqueConstraint
+
+from guardian.store.schema import Id, metadata
+
+looker_plans = Table(
+    "looker_plans",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("instance", String(100), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("counts", JSON, nullable=False),
+    Column("inventory_size", Integer, nullable=False),
+    Column("trash_size", Integer, nullable=False),
+    Column("api_calls", Integer, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("override_by", String(200), nullable=True),
+    Column("override_at", DateTime(timezone=True), nullable=True),
+    Column("notified_at", DateTime(timezone=True), nullable=True),
+    Column("last_applied_at", DateTime(timezone=True), nullable=True),
+    Index("ix_looker_plans_instance_created", "instance", "created_at"),
+)
+"""One row per plan: the policy used, a hash of its actions, counts, status."""
+
+looker_actions = Table(
+    "looker_actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("plan_id", Id, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("dashboard_id", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("title", String(500), nullable=True),
+    Column("owner_id", String(100), nullable=True),
+    Column("owner_name", String(200), nullable=True),
+    Column("folder_id", String(100), nullable=True),
+    Column("folder_name", String(300), nullable=True),
+    Column("last_access", DateTime(timezone=True), nullable=True),
+    Column("snapshot", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("outcome", String(500), nullable=True),
+    Column("backup_key", String(500), nullable=True),
+    Column("backup_sha256", String(64), nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("owner_notified", Boolean, nullable=False),
+    UniqueConstraint("plan_id", "dashboard_id", name="uq_looker_actions_plan_id"),
+    Index("ix_looker_actions_plan_kind", "plan_id", "kind"),
+    Index("ix_looker_actions_dashboard", "dashboard_id"),
+)
+"""One row per dashboard the plan acts on or excludes; ``state`` makes apply resumable."""
+
+looker_backups = Table(
+    "looker_backups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("instance", String(100), nullable=False),
+    Column("dashboard_id", String(200), nullable=False),
+    Column("plan_id", Id, nullable=True),
+    Column("uri", String(1000), nullable=False),
+    Column("key", String(1000), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("title", String(500), nullable=True),
+    Column("folder_id", String(100), nullable=True),
+    Column("dashboard_updated_at", String(40), nullable=True),
+    UniqueConstraint("key", name="uq_looker_backups_key"),
+    Index("ix_looker_backups_dashboard", "instance", "dashboard_id"),
+)
+"""Verified write-once backups (dashboard JSON + LookML) in object storage."""
+
+looker_restores = Table(
+    "looker_restores",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("instance", String(100), nullable=False),
+    Column("dashboard_id", String(200), nullable=False),
+    Column("method", String(20), nullable=False),
+    Column("new_dashboard_id", String(200), nullable=True),
+    Column("detail", String(1000), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Index("ix_looker_restores_dashboard", "instance", "dashboard_id"),
+)
+"""Every restore: un-trashed, re-imported from a backup, no-op or failed."""
+
+__all__ = ["looker_actions", "looker_backups", "looker_plans", "looker_restores"]

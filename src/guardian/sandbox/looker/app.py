@@ -1,0 +1,405 @@
+"""A Looker API 4.0 stand-in (FastAPI) for the endpoints the guardian uses.
+
+Speaks: ``POST /login`` (form body, expiring tokens), ``GET /user``, ``GET /users``,
+``GET /folders``, ``GET /dashboards`` (DashboardBase), ``GET /dashboards/search`` (paging,
+``fields``, ``deleted`` and other filters), ``GET/PATCH/DELETE /dashboards/{id}``,
+``GET /dashboards/lookml/{id}``, ``POST /dashboards/lookml`` and
+``POST /queries/run/json`` for the ``system__activity`` model's ``content_usage`` view.
+Responses follow the shapes of the published 4.0 spec (a test validates them).
+
+Fault injection for reliability tests and demos: a fixed latency per request, and rules that
+answer 429 / 5xx or respond slowly for matching requests (a count or a probability), set at
+start (:class:`SandboxConfig`) or at run time with ``POST /sandbox/faults``. ``GET
+/sandbox/stats`` counts API requests per route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from guardian.sandbox.looker.state import LookerState, iso
+
+PREFIX = "/api/4.0"
+DOC_URL = "https://cloud.google.com/looker/docs/r/api/4.0"
+
+
+@dataclass
+class FaultRule:
+    """Answer ``status`` (or sleep ``delay_ms``) for requests matching method and path regex."""
+
+    status: int | None = None
+    path: str = ".*"
+    method: str | None = None
+    count: int | None = None
+    probability: float = 1.0
+    delay_ms: int = 0
+
+
+@dataclass
+class SandboxConfig:
+    """Start-time behaviour of the sandbox."""
+
+    latency_ms: float = 0.0
+    token_ttl: int = 3600
+    faults: list[FaultRule] = field(default_factory=list)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"message": message, "documentation_url": DOC_URL}, status)
+
+
+def parse_fields(spec: str | None) -> dict[str, Any] | None:
+    """Parse Looker's ``fields`` syntax (``id,title,folder(id,name)``) into a tree."""
+    if not spec:
+        return None
+    tree: dict[str, Any] = {}
+    stack = [tree]
+    token = ""
+    for char in spec + ",":
+        if char == "(":
+            child: dict[str, Any] = {}
+            stack[-1][token.strip()] = child
+            stack.append(child)
+            token = ""
+        elif char == ")":
+            if token.strip():
+                stack[-1][token.strip()] = None
+            stack.pop()
+            token = ""
+        elif char == ",":
+            if token.strip():
+                stack[-1][token.strip()] = None
+            token = ""
+        else:
+            token += char
+    return tree
+
+
+def select(obj: Any, tree: dict[str, Any] | None) -> Any:
+    """Keep only the requested fields (recursively)."""
+    if tree is None or obj is None:
+        return obj
+    if isinstance(obj, list):
+        return [select(item, tree) for item in obj]
+    return {key: select(obj.get(key), sub) for key, sub in tree.items() if key in obj}
+
+
+_BASE_FIELDS: tuple[str, ...] = (
+    "id",
+    "title",
+    "description",
+    "hidden",
+    "query_timezone",
+    "readonly",
+    "refresh_interval",
+    "folder",
+    "content_favorite_id",
+    "content_metadata_id",
+    "user_id",
+    "slug",
+    "preferred_viewer",
+)
+
+
+def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastAPI:
+    """The sandbox ASGI app over ``state``."""
+    cfg = config or SandboxConfig()
+    app = FastAPI(title="Looker API 4.0 sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    tokens: dict[str, tuple[str, float]] = {}
+    stats: Counter[str] = Counter()
+    faults: list[FaultRule] = list(cfg.faults)
+    rng = random.Random(1)
+    app.state.looker = state
+    app.state.stats = stats
+    app.state.faults = faults
+    app.state.config = cfg
+
+    def route_key(method: str, path: str) -> str:
+        path = re.sub(r"/dashboards/(?!search$|lookml$)[^/]+$", "/dashboards/{id}", path)
+        path = re.sub(r"/dashboards/lookml/[^/]+$", "/dashboards/lookml/{id}", path)
+        return f"{method} {path}"
+
+    @app.middleware("http")
+    async def _gate(request: Request, call_next: Any) -> Any:
+        path = request.url.path
+        if not path.startswith(PREFIX):
+            return await call_next(request)
+        api_path = path.removeprefix(PREFIX)
+        stats[route_key(request.method, api_path)] += 1
+        stats["total"] += 1
+        delay = cfg.latency_ms / 1000.0
+        for rule in list(faults):
+            if rule.method and rule.method.upper() != request.method:
+                continue
+            if not re.search(rule.path, api_path):
+                continue
+            if rule.probability < 1.0 and rng.random() >= rule.probability:
+                continue
+            if rule.count is not None:
+                if rule.count <= 0:
+                    continue
+                rule.count -= 1
+            delay += rule.delay_ms / 1000.0
+            if rule.status:
+                if delay:
+                    await asyncio.sleep(delay)
+                stats["faults"] += 1
+                response = _error(rule.status, f"sandbox fault injection: HTTP {rule.status}")
+                if rule.status == 429:
+                    response.headers["Retry-After"] = "0"
+                return response
+        if delay:
+            await asyncio.sleep(delay)
+        if api_path != "/login":
+            header = request.headers.get("authorization", "")
+            token = header.split(" ", 1)[1] if " " in header else ""
+            entry = tokens.get(token)
+            if entry is None or entry[1] < time.time():
+                return _error(401, "Requires authentication.")
+            request.state.user_id = entry[0]
+        return await call_next(request)
+
+    # -- sandbox control (not part of the Looker API) -----------------------------------
+    @app.get("/sandbox/stats")
+    async def sandbox_stats() -> Response:
+        return _json(dict(stats))
+
+    @app.post("/sandbox/stats/reset")
+    async def sandbox_stats_reset() -> Response:
+        stats.clear()
+        return _json({"ok": True})
+
+    @app.post("/sandbox/faults")
+    async def sandbox_faults(request: Request) -> Response:
+        body = await request.json()
+        rules = body if isinstance(body, list) else [body]
+        faults.clear()
+        faults.extend(FaultRule(**rule) for rule in rules)
+        return _json({"faults": len(faults)})
+
+    @app.post("/sandbox/latency")
+    async def sandbox_latency(request: Request) -> Response:
+        cfg.latency_ms = float((await request.json())["latency_ms"])
+        return _json({"latency_ms": cfg.latency_ms})
+
+    @app.post("/sandbox/dashboards/{dashboard_id}/view")
+    async def sandbox_view(dashboard_id: str) -> Response:
+        if dashboard_id not in state.dashboards:
+            return _error(404, "Not found")
+        state.view(dashboard_id)
+        return _json(state.dashboards[dashboard_id])
+
+    @app.get("/sandbox/dashboards/{dashboard_id}")
+    async def sandbox_peek(dashboard_id: str) -> Response:
+        dash = state.dashboards.get(dashboard_id)
+        return _json(dash) if dash else _error(404, "Not found")
+
+    # -- auth ------------------------------------------------------------------------
+    @app.post(PREFIX + "/login")
+    async def login(request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8")
+        form = {k: v[0] for k, v in parse_qs(raw).items()}
+        form.update({k: v for k, v in request.query_params.items() if k in ("client_id", "client_secret")})
+        client = state.clients.get(form.get("client_id", ""))
+        if client is None or client[0] != form.get("client_secret"):
+            return _error(404, "Not found")
+        token = secrets.token_urlsafe(24)
+        tokens[token] = (client[1], time.time() + cfg.token_ttl)
+        return _json(
+            {"access_token": token, "token_type": "Bearer", "expires_in": cfg.token_ttl, "refresh_token": None}
+        )
+
+    @app.delete(PREFIX + "/logout")
+    async def logout(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        tokens.pop(header.split(" ", 1)[-1], None)
+        return Response(status_code=204)
+
+    # -- users and folders -----------------------------------------------------------
+    @app.get(PREFIX + "/user")
+    async def me(request: Request) -> Response:
+        user = state.users.get(request.state.user_id, {"id": request.state.user_id})
+        return _json(select(user, parse_fields(request.query_params.get("fields"))))
+
+    @app.get(PREFIX + "/users")
+    async def all_users(request: Request) -> Response:
+        ids = request.query_params.get("ids")
+        users = list(state.users.values())
+        if ids:
+            wanted = set(ids.split(","))
+            users = [u for u in users if u["id"] in wanted]
+        return _json(select(users, parse_fields(request.query_params.get("fields"))))
+
+    @app.get(PREFIX + "/folders")
+    async def all_folders(request: Request) -> Response:
+        return _json(select(list(state.folders.values()), parse_fields(request.query_params.get("fields"))))
+
+    # -- dashboards ------------------------------------------------------------------
+    @app.get(PREFIX + "/dashboards")
+    async def all_dashboards(request: Request) -> Response:
+        rows = [{k: d.get(k) for k in _BASE_FIELDS} for d in state.dashboards.values() if not d["deleted"]]
+        return _json(select(rows, parse_fields(request.query_params.get("fields"))))
+
+    @app.get(PREFIX + "/dashboards/search")
+    async def search_dashboards(request: Request) -> Response:
+        q = request.query_params
+        deleted = q.get("deleted")
+        want_deleted = deleted is not None and deleted.lower() == "true"
+        rows = [d for d in state.dashboards.values() if bool(d["deleted"]) == want_deleted]
+        for name in ("id", "folder_id", "user_id", "slug", "content_metadata_id"):
+            if q.get(name):
+                wanted = set(q[name].split(","))
+                rows = [d for d in rows if str(d.get(name)) in wanted]
+        if q.get("title"):
+            pattern = re.escape(q["title"].lower()).replace("%", ".*")
+            rows = [d for d in rows if re.fullmatch(pattern, str(d["title"]).lower())]
+        rows.sort(key=_id_key)
+        offset = int(q.get("offset") or 0)
+        limit = q.get("limit")
+        if q.get("page") and q.get("per_page"):
+            per_page = int(q["per_page"])
+            offset, limit = (int(q["page"]) - 1) * per_page, str(per_page)
+        page = rows[offset : offset + int(limit)] if limit else rows[offset:]
+        return _json(select(page, parse_fields(q.get("fields"))))
+
+    @app.get(PREFIX + "/dashboards/lookml/{dashboard_id}")
+    async def dashboard_lookml(dashboard_id: str) -> Response:
+        dash = state.dashboards.get(dashboard_id)
+        if dash is None:
+            return _error(404, "Not found")
+        if "::" in dashboard_id:
+            return _error(400, "LookML dashboards are defined in LookML already; export UDDs only")
+        return _json({"dashboard_id": dashboard_id, "lookml": state.lookml_of(dash)})
+
+    @app.post(PREFIX + "/dashboards/lookml")
+    async def import_dashboard_from_lookml(request: Request) -> Response:
+        body = await request.json()
+        lookml = body.get("lookml") or ""
+        folder_id = body.get("folder_id")
+        match = re.search(r"^\s*title:\s*(.+)$", lookml, re.MULTILINE)
+        if not match or folder_id not in state.folders:
+            return _json(
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "field": "lookml",
+                            "code": "invalid",
+                            "message": "lookml needs a title and folder_id an existing folder",
+                            "documentation_url": DOC_URL,
+                        }
+                    ],
+                    "documentation_url": DOC_URL,
+                },
+                422,
+            )
+        elements = len(re.findall(r"^\s*- title:", lookml, re.MULTILINE))
+        dash = state.add_dashboard(
+            title=match.group(1).strip(),
+            user_id=request.state.user_id,
+            folder_id=folder_id,
+            created_at=datetime.now(UTC),
+            elements=elements,
+        )
+        return _json(dash)
+
+    @app.get(PREFIX + "/dashboards/{dashboard_id}")
+    async def dashboard(dashboard_id: str, request: Request) -> Response:
+        dash = state.dashboards.get(dashboard_id)
+        if dash is None:
+            return _error(404, "Not found")
+        return _json(select(dash, parse_fields(request.query_params.get("fields"))))
+
+    @app.patch(PREFIX + "/dashboards/{dashboard_id}")
+    async def update_dashboard(dashboard_id: str, request: Request) -> Response:
+        body = await request.json()
+        with state.lock:
+            dash = state.dashboards.get(dashboard_id)
+            if dash is None:
+                return _error(404, "Not found")
+            if "::" in dashboard_id:
+                return _error(405, "LookML dashboards cannot be changed through the API")
+            if "folder_id" in body and body["folder_id"] not in state.folders:
+                return _error(404, "Folder not found")
+            for key in ("title", "description", "hidden", "folder_id"):
+                if key in body:
+                    dash[key] = body[key]
+            if "folder_id" in body:
+                dash["folder"] = state.folder_base(body["folder_id"])
+            if "deleted" in body and bool(body["deleted"]) != bool(dash["deleted"]):
+                dash["deleted"] = bool(body["deleted"])
+                dash["deleted_at"] = iso(datetime.now(UTC)) if dash["deleted"] else None
+                dash["deleter_id"] = request.state.user_id if dash["deleted"] else None
+            dash["updated_at"] = iso(datetime.now(UTC))
+            dash["last_updater_id"] = request.state.user_id
+            return _json(dash)
+
+    @app.delete(PREFIX + "/dashboards/{dashboard_id}")
+    async def delete_dashboard(dashboard_id: str) -> Response:
+        with state.lock:
+            if dashboard_id not in state.dashboards:
+                return _error(404, "Not found")
+            if "::" in dashboard_id:
+                return _error(405, "LookML dashboards cannot be deleted through the API")
+            del state.dashboards[dashboard_id]
+            state.usage.pop(dashboard_id, None)
+        return Response(status_code=204)
+
+    # -- System Activity -------------------------------------------------------------
+    @app.post(PREFIX + "/queries/run/{result_format}")
+    async def run_inline_query(result_format: str, request: Request) -> Response:
+        body = await request.json()
+        if result_format != "json":
+            return _error(400, f"result_format {result_format} is not supported by the sandbox; use json")
+        if body.get("model") != "system__activity":
+            return _error(404, f"model {body.get('model')!r} not found")
+        if body.get("view") != "content_usage":
+            return _error(404, f"explore {body.get('view')!r} is not served by the sandbox; use content_usage")
+        fields = list(body.get("fields") or [])
+        filters = body.get("filters") or {}
+        kind = filters.get("content_usage.content_type", "dashboard")
+        rows = []
+        now = datetime.now(UTC)
+        for dash_id, usage in state.usage.items():
+            if kind != "dashboard":
+                continue
+            last = usage.last_accessed
+            full = {
+                "content_usage.content_id": dash_id,
+                "content_usage.content_type": "dashboard",
+                "content_usage.content_title": state.dashboards.get(dash_id, {}).get("title"),
+                "content_usage.last_accessed_date": last.date().isoformat() if last else None,
+                "content_usage.days_since_last_accessed": (now - last).days if last else None,
+                "content_usage.schedule_total": usage.schedule_total,
+                "content_usage.public_total": usage.public_total,
+                "content_usage.api_total": usage.api_total,
+            }
+            rows.append({f: full.get(f) for f in fields})
+        limit = request.query_params.get("limit") or body.get("limit")
+        if limit and int(limit) >= 0:
+            rows = rows[: int(limit)]
+        return Response(json.dumps(rows), media_type="application/json")
+
+    return app
+
+
+def _id_key(dash: dict[str, Any]) -> tuple[int, str]:
+    ident = str(dash["id"])
+    return (0, ident.zfill(12)) if ident.isdigit() else (1, ident)

@@ -1,0 +1,331 @@
+"""In-memory state of the Looker sandbox: users, folders, dashboards, System Activity usage.
+
+Dashboards are kept as the JSON the real API returns (``Dashboard`` in the 4.0 spec), plus
+sandbox-only usage counters that feed the ``system__activity`` ``content_usage`` view.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+API_USER_ID = "1"
+
+
+def iso(ts: datetime | None) -> str | None:
+    """Looker's timestamp format (ISO 8601 with offset)."""
+    return None if ts is None else ts.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Usage:
+    """What System Activity knows about one piece of content."""
+
+    last_accessed: datetime | None = None
+    schedule_total: int = 0
+    public_total: int = 0
+    api_total: int = 0
+
+
+@dataclass
+class LookerState:
+    """Everything the sandbox serves; one lock guards all mutations."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    lookml_extra: dict[str, str] = field(default_factory=dict)
+    next_id: int = 1
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    clients: dict[str, tuple[str, str]] = field(default_factory=lambda: {"sandbox-id": ("sandbox-secret", API_USER_ID)})
+
+    # -- builders ---------------------------------------------------------------------
+    def add_user(self, user_id: str, first: str, last: str, email: str) -> dict[str, Any]:
+        """Add a user."""
+        user = {
+            "id": user_id,
+            "first_name": first,
+            "last_name": last,
+            "display_name": f"{first} {last}",
+            "email": email,
+            "is_disabled": False,
+        }
+        self.users[user_id] = user
+        return user
+
+    def add_folder(self, folder_id: str, name: str, parent_id: str | None) -> dict[str, Any]:
+        """Add a folder."""
+        folder = {
+            "id": folder_id,
+            "name": name,
+            "parent_id": parent_id,
+            "content_metadata_id": f"cm-f{folder_id}",
+            "created_at": iso(datetime(2020, 1, 1, tzinfo=UTC)),
+            "creator_id": API_USER_ID,
+            "child_count": 0,
+            "is_personal": False,
+            "is_shared_root": parent_id is None and name == "Shared",
+            "is_users_root": parent_id is None and name == "Users",
+        }
+        self.folders[folder_id] = folder
+        if parent_id and parent_id in self.folders:
+            self.folders[parent_id]["child_count"] += 1
+        return folder
+
+    def folder_base(self, folder_id: str | None) -> dict[str, Any] | None:
+        """The FolderBase embedded in a dashboard."""
+        if folder_id is None or folder_id not in self.folders:
+            return None
+        return dict(self.folders[folder_id])
+
+    def add_dashboard(
+        self,
+        *,
+        title: str,
+        user_id: str,
+        folder_id: str,
+        created_at: datetime,
+        last_accessed: datetime | None = None,
+        favorite_count: int = 0,
+        schedule_total: int = 0,
+        public_total: int = 0,
+        deleted_at: datetime | None = None,
+        deleter_id: str | None = None,
+        dashboard_id: str | None = None,
+        elements: int = 2,
+    ) -> dict[str, Any]:
+        """Add a user-defined dashboard (or a LookML one when the id contains '::')."""
+        with self.lock:
+            if dashboard_id is None:
+                dashboard_id = str(self.next_id)
+                self.next_id += 1
+            user = self.users.get(user_id, {})
+            seen = last_accessed
+            dash: dict[str, Any] = {
+                "id": dashboard_id,
+                "title": title,
+                "description": f"{title} (sandbox)",
+                "user_id": user_id,
+                "user_name": user.get("display_name"),
+                "folder_id": folder_id,
+                "folder": self.folder_base(folder_id),
+                "content_metadata_id": f"cm-d{dashboard_id}",
+                "content_favorite_id": None,
+                "slug": f"slug{dashboard_id.replace(':', '')}",
+                "created_at": iso(created_at),
+                "updated_at": iso(created_at),
+                "last_accessed_at": iso(seen),
+                "last_viewed_at": iso(seen),
+                "view_count": 0 if seen is None else 3,
+                "favorite_count": favorite_count,
+                "deleted": deleted_at is not None,
+                "deleted_at": iso(deleted_at),
+                "deleter_id": deleter_id,
+                "hidden": False,
+                "readonly": "::" in dashboard_id,
+                "refresh_interval": None,
+                "query_timezone": "UTC",
+                "show_title": True,
+                "show_filters_bar": True,
+                "preferred_viewer": "dashboards-next",
+                "url": f"/dashboards/{dashboard_id}",
+                "last_updater_id": user_id,
+                "last_updater_name": user.get("display_name"),
+                "dashboard_filters": [],
+                "dashboard_elements": [
+                    {"id": f"{dashboard_id}-e{i}", "dashboard_id": dashboard_id, "title": f"Tile {i}", "type": "vis"}
+                    for i in range(elements)
+                ],
+                "dashboard_layouts": [],
+            }
+            self.dashboards[dashboard_id] = dash
+            self.usage[dashboard_id] = Usage(seen, schedule_total, public_total)
+            return dash
+
+    # -- queries ------------------------------------------------------------------------
+    def folder_path(self, folder_id: str | None) -> str:
+        """'Shared/Finance/Archive' style path of a folder."""
+        parts: list[str] = []
+        seen: set[str] = set()
+        while folder_id and folder_id in self.folders and folder_id not in seen:
+            seen.add(folder_id)
+            parts.append(self.folders[folder_id]["name"])
+            folder_id = self.folders[folder_id]["parent_id"]
+        return "/".join(reversed(parts))
+
+    def lookml_of(self, dash: dict[str, Any]) -> str:
+        """A LookML rendering of a dashboard (what ``GET /dashboards/lookml/{id}`` returns)."""
+        lines = [
+            f"- dashboard: {dash['slug']}",
+            f"  title: {dash['title']}",
+            "  layout: newspaper",
+            "  preferred_viewer: dashboards-next",
+            f"  description: {dash.get('description') or ''}",
+            "  elements:",
+        ]
+        for element in dash.get("dashboard_elements") or []:
+            lines += [f"  - title: {element['title']}", f"    name: {element['id']}", "    type: looker_column"]
+        return "\n".join(lines) + "\n"
+
+    def view(self, dashboard_id: str, when: datetime | None = None) -> None:
+        """Someone opened the dashboard (tests and demo)."""
+        when = when or datetime.now(UTC)
+        with self.lock:
+            dash = self.dashboards[dashboard_id]
+            dash["last_accessed_at"] = dash["last_viewed_at"] = iso(when)
+            dash["view_count"] = int(dash.get("view_count") or 0) + 1
+            self.usage.setdefault(dashboard_id, Usage()).last_accessed = when
+
+
+def seed_demo(state: LookerState, now: datetime | None = None) -> LookerState:
+    """A small demo instance: folders, owners, and a dashboard for every policy case."""
+    now = now or datetime.now(UTC)
+
+    def days(n: int) -> datetime:
+        return now - timedelta(days=n)
+
+    state.add_user(API_USER_ID, "Guardian", "Bot", "guardian-bot@example.com")
+    state.add_user("2", "Alice", "Analyst", "alice@example.com")
+    state.add_user("3", "Bob", "Builder", "bob@example.com")
+    state.add_user("4", "Carol", "Controller", "carol@example.com")
+    state.add_user("5", "Dave", "Designer", "dave@example.com")
+    state.add_folder("1", "Shared", None)
+    state.add_folder("2", "Users", None)
+    state.add_folder("3", "Finance", "1")
+    state.add_folder("4", "Marketing", "1")
+    state.add_folder("5", "Sales", "1")
+    state.add_folder("6", "Archive", "5")
+    state.add_folder("7", "Close", "3")
+    state.add_folder("8", "alice", "2")
+    add = state.add_dashboard
+    add(title="Executive KPIs", user_id="2", folder_id="1", created_at=days(900), last_accessed=days(1))
+    add(title="Weekly Sales", user_id="3", folder_id="5", created_at=days(700), last_accessed=days(3))
+    add(title="Marketing Funnel", user_id="5", folder_id="4", created_at=days(600), last_accessed=days(40))
+    add(title="Old Campaign 2023", user_id="5", folder_id="4", created_at=days(800), last_accessed=days(400))
+    add(title="Legacy Pipeline", user_id="3", folder_id="6", created_at=days(1000), last_accessed=days(250))
+    add(title="Q1 Region Drilldown", user_id="3", folder_id="5", created_at=days(500), last_accessed=days(200))
+    add(title="Alice scratchpad", user_id="2", folder_id="8", created_at=days(400), last_accessed=None)
+    add(title="Unused Prototype", user_id="4", folder_id="4", created_at=days(365), last_accessed=days(190))
+    add(title="Almost Stale Report", user_id="4", folder_id="5", created_at=days(400), last_accessed=days(172))
+    add(title="Soon Stale Board", user_id="2", folder_id="4", created_at=days(300), last_accessed=days(170))
+    add(title="New Dashboard", user_id="5", folder_id="4", created_at=days(30), last_accessed=None)
+    add(
+        title="Board Pack (scheduled)",
+        user_id="4",
+        folder_id="5",
+        created_at=days(900),
+        last_accessed=days(300),
+        schedule_total=12,
+    )
+    add(
+        title="Team Favourite",
+        user_id="3",
+        folder_id="5",
+        created_at=days(900),
+        last_accessed=days(300),
+        favorite_count=4,
+    )
+    add(
+        title="Public Status Page",
+        user_id="5",
+        folder_id="4",
+        created_at=days(900),
+        last_accessed=days(300),
+        public_total=50,
+    )
+    add(title="Month-end Close", user_id="4", folder_id="7", created_at=days(900), last_accessed=days(330))
+    add(title="Finance Overview", user_id="4", folder_id="3", created_at=days(900), last_accessed=days(220))
+    add(
+        title="Trashed by Guardian long ago",
+        user_id="3",
+        folder_id="5",
+        created_at=days(900),
+        last_accessed=days(500),
+        deleted_at=days(200),
+        deleter_id=API_USER_ID,
+    )
+    add(
+        title="Trashed by Guardian recently",
+        user_id="5",
+        folder_id="4",
+        created_at=days(900),
+        last_accessed=days(300),
+        deleted_at=days(20),
+        deleter_id=API_USER_ID,
+    )
+    add(
+        title="Trashed by Bob",
+        user_id="3",
+        folder_id="5",
+        created_at=days(900),
+        last_accessed=days(500),
+        deleted_at=days(250),
+        deleter_id="3",
+    )
+    add(
+        title="Thelook Business Pulse",
+        user_id=API_USER_ID,
+        folder_id="1",
+        created_at=days(900),
+        last_accessed=days(400),
+        dashboard_id="thelook::business_pulse",
+    )
+    add(
+        title="Thelook Brand Lookup",
+        user_id=API_USER_ID,
+        folder_id="1",
+        created_at=days(900),
+        last_accessed=days(2),
+        dashboard_id="thelook::brand_lookup",
+    )
+    return state
+
+
+def seed_bulk(
+    state: LookerState,
+    n: int,
+    *,
+    inactive_fraction: float = 0.05,
+    trashed_fraction: float = 0.05,
+    now: datetime | None = None,
+    rng_seed: int = 7,
+) -> LookerState:
+    """A large instance for benchmarks: ``n`` dashboards (a share inactive, a share trashed)."""
+    now = now or datetime.now(UTC)
+    rng = random.Random(rng_seed)
+    if not state.users:
+        state.add_user(API_USER_ID, "Guardian", "Bot", "guardian-bot@example.com")
+        for i in range(2, 52):
+            state.add_user(str(i), f"User{i}", "Owner", f"user{i}@example.com")
+        state.add_folder("1", "Shared", None)
+        for i in range(2, 42):
+            state.add_folder(str(i), f"Team {i}", "1")
+    owners = [u for u in state.users if u != API_USER_ID]
+    folders = [f for f in state.folders if f != "1"]
+    for i in range(n):
+        roll = rng.random()
+        deleted_at = None
+        deleter = None
+        if roll < trashed_fraction:
+            last = now - timedelta(days=rng.randint(200, 800))
+            deleted_at = now - timedelta(days=rng.randint(1, 400))
+            deleter = API_USER_ID
+        elif roll < trashed_fraction + inactive_fraction:
+            last = now - timedelta(days=rng.randint(181, 900))
+        else:
+            last = now - timedelta(days=rng.randint(0, 150))
+        state.add_dashboard(
+            title=f"Dashboard {i}",
+            user_id=rng.choice(owners),
+            folder_id=rng.choice(folders),
+            created_at=now - timedelta(days=1000),
+            last_accessed=last,
+            deleted_at=deleted_at,
+            deleter_id=deleter,
+            elements=1,
+        )
+    return state
