@@ -1,7 +1,93 @@
-"""`guardian sheets ...` commands."""
+"""`guardian sheets ...` commands: the same poll the DAG runs, and the request ledger."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(help="Google Sheets control sheet: poll, requests.", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> Any:
+    from guardian.settings import load_settings
+
+    return load_settings()
+
+
+@app.command("poll")
+def poll(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and validate only: record nothing, write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the poll summary as JSON.")] = False,
+) -> None:
+    """Run one poll outside Airflow: requests are recorded in the ledger and printed, not triggered."""
+    from guardian.sheets.client import SheetsClient
+    from guardian.sheets.poll import run_poll
+    from guardian.store import get_store
+
+    settings = _settings()
+    store = get_store(settings)
+    result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings), dry_run=dry_run)
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+        return
+    console.print(
+        f"{result.outcome}: {result.rows} row(s), {len(result.new)} new request(s), {len(result.invalid)} invalid, "
+        f"{result.written_rows} row(s) written, {result.calls} Sheets API call(s) in {result.elapsed:.2f}s",
+        highlight=False,
+    )
+    for number, reason in result.invalid:
+        console.print(f"  row {number}: invalid: {reason}", highlight=False)
+    for number, reason in result.skipped_writes:
+        console.print(f"  row {number}: not written: {reason}", highlight=False)
+    if result.to_trigger:
+        label = "would trigger" if dry_run else "to trigger (Airflow's trigger task does this; the CLI does not)"
+        console.print(f"{label}:", highlight=False)
+        for req in result.to_trigger:
+            console.print(
+                f"  {req.target_dag} run_id={req.dag_run_id} conf={json.dumps(req.conf, sort_keys=True)}",
+                highlight=False,
+            )
+    if result.deferred:
+        console.print(
+            f"  {result.deferred} more `run` row(s) wait for the next poll (GUARDIAN_SHEETS__MAX_REQUESTS_PER_POLL)"
+        )
+
+
+@app.command("requests")
+def requests(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N requests.")] = 50,
+    status: Annotated[
+        str | None, typer.Option(help="Only this ledger status (accepted, triggered, completed, failed).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the request ledger, newest first, with statuses."""
+    from guardian.sheets.ledger import list_requests
+    from guardian.store import get_store
+
+    rows = list_requests(get_store(_settings()), limit, status=status)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=f"Sheet requests (newest {limit})")
+    for col in ("request", "row", "target", "run id", "status", "sheet shows", "message", "created"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["request_id"],
+            str(r["row_number"]),
+            r["target_dag"],
+            r["dag_run_id"],
+            r["status"],
+            r["row_status"],
+            r["message"][:80],
+            r["created_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)

@@ -1,0 +1,158 @@
+"""Completion: the target run's final step writes `completed` or `failed` back to the request's row.
+
+The ledger is updated first (the source of truth), then the row: re-found by its Run ID cell
+(the row may have moved since the poll), written with RAW input only if it still holds this
+request's run id. If the sheet cannot be written now, the next poll converges the row from the
+ledger. The requester gets one email when the request gave an address and email is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from guardian import audit
+from guardian.errors import GuardianError, ValidationFailed
+from guardian.sheets import ledger
+from guardian.sheets.a1 import index_to_col, quote_sheet
+from guardian.sheets.a1 import parse as parse_a1
+from guardian.sheets.control import COMPLETED, FAILED, parse_table
+from guardian.sheets.poll import stamp
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.sheets.client import SheetsClient
+
+log = logging.getLogger(__name__)
+
+
+def output_link(uri: str | None) -> str | None:
+    """A link a person can open: gs:// objects become Cloud console links; other URIs stay as they are."""
+    if not uri:
+        return None
+    if uri.startswith("gs://"):
+        return "https://console.cloud.google.com/storage/browser/" + uri[5:]
+    return uri
+
+
+def completion_message(ok: bool, rows: int | None, output_uri: str | None, error: str | None) -> str:
+    """The Message cell of a finished request."""
+    if ok:
+        parts = [f"{rows:,} rows" if rows is not None else "done"]
+        link = output_link(output_uri)
+        if link:
+            parts.append(link)
+        return " - ".join(parts)
+    reason = (error or "the run failed").strip().splitlines()[0] if (error or "").strip() else "the run failed"
+    return f"failed: {reason[:400]}"
+
+
+def report_run(
+    settings: Settings,
+    *,
+    request_id: str,
+    dag_run_id: str,
+    ok: bool,
+    rows: int | None,
+    output_uri: str | None,
+    error: str | None,
+    client: SheetsClient | None = None,
+) -> None:
+    """Record the outcome of a request's run, write it to its row, and tell the requester.
+
+    Called by the last task (trigger_rule ALL_DONE) of the target DAG when its conf has a
+    request_id. Idempotent: a retried call writes the same values and sends no second email.
+    """
+    from guardian.store import get_store
+
+    store = get_store(settings)
+    req = ledger.get(store, request_id)
+    if req is None:
+        raise ValidationFailed(
+            f"request_id {request_id!r}: not in the sheets ledger; run `guardian sheets requests` to list them"
+        )
+    status = COMPLETED if ok else FAILED
+    message = completion_message(ok, rows, output_uri, error)
+    now = ledger.now_utc()
+    with store.write() as conn:
+        ledger.set_fields(
+            conn,
+            request_id,
+            status=status,
+            message=message,
+            rows=rows,
+            output_uri=output_uri,
+            executed_run_id=dag_run_id,
+            finished_at=req.finished_at or now,
+        )
+        if req.status != status:
+            audit.append(
+                conn,
+                actor=audit.default_actor(),
+                action=f"sheets.request.{status}",
+                target=f"gsheets://{req.spreadsheet_id}/{req.tab}#row={req.row_number}",
+                before={"status": req.status},
+                after={"status": status, "rows": rows, "output_uri": output_uri, "dag_run_id": dag_run_id},
+                outcome="ok" if ok else "failed",
+                context=audit.current_context(),
+            )
+    try:
+        if client is None:
+            from guardian.sheets.client import SheetsClient
+
+            client = SheetsClient.from_settings(settings)
+        written = write_status(settings, client, req, status=status, message=message, at=stamp(now))
+    except GuardianError as exc:
+        # The ledger holds the outcome; the next poll writes it to the row.
+        log.warning("sheets: could not write request %s to its row now (%s); the next poll will", request_id, exc)
+        written = False
+    if written:
+        with store.write() as conn:
+            ledger.set_fields(conn, request_id, sheet_status=status, acked_at=req.acked_at or now)
+    _notify(settings, store, req, status, message)
+
+
+def write_status(
+    settings: Settings, client: SheetsClient, req: ledger.Request, *, status: str, message: str, at: str
+) -> bool:
+    """Write status/message/updated-at to the request's row, re-found by its Run ID; False if the row is gone."""
+    rng = parse_a1(settings.sheets.range)
+    if rng.sheet != req.tab or settings.sheets.spreadsheet_id != req.spreadsheet_id:
+        # The request came from a control range that is no longer the configured one.
+        rng = parse_a1(f"{quote_sheet(req.tab)}!A1:Z")
+    values = client.get_values(req.spreadsheet_id, rng.format(), render="FORMULA")
+    table = parse_table(values, rng, req.tab)
+    row = next((r for r in table.rows if r.get("run_id").strip() == req.dag_run_id), None)
+    if row is None:
+        log.warning("sheets: no row holds run id %s any more; status not written", req.dag_run_id)
+        return False
+    tab = quote_sheet(req.tab)
+    data = []
+    for name, value in (("status", status), ("message", message), ("updated_at", at)):
+        col = table.column_of(name)
+        data.append((f"{tab}!{index_to_col(col)}{row.number}", [[value]]))
+    client.batch_update_values(req.spreadsheet_id, data)
+    return True
+
+
+def _notify(settings: Settings, store: object, req: ledger.Request, status: str, message: str) -> None:
+    from guardian import notify
+
+    if not req.requested_by or req.notified_at is not None or not notify.email_configured(settings):
+        return
+    subject = f"[guardian] Your sheet request {req.request_id}: {status}"
+    body = (
+        f"Your request from row {req.row_number} of the control sheet ({req.target_dag}, "
+        f"{req.conf.get('start_date')} to {req.conf.get('end_date')}, {', '.join(req.conf.get('countries', []))}) "
+        f"is {status}.\n\n{message}\n\nRun: {req.dag_run_id}"
+    )
+    try:
+        notify.send_email(settings, [req.requested_by], subject, body)
+    except GuardianError:
+        log.exception("sheets: could not email %s", req.requested_by)
+        return
+    from guardian.store import Store
+
+    assert isinstance(store, Store)
+    with store.write() as conn:
+        ledger.set_fields(conn, req.request_id, notified_at=ledger.now_utc())
