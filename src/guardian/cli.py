@@ -43,6 +43,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("sales", "guardian.sales.cli"),
     ("sheets", "guardian.sheets.cli"),
     ("sandbox", "guardian.sandbox.cli"),
+    ("health", "guardian.monitoring.cli"),
 ]
 
 
@@ -223,6 +224,17 @@ def doctor(
     console.print(table)
     if any(r.status == "FAIL" for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default GUARDIAN_WEB__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default GUARDIAN_WEB__PORT).")] = None,
+) -> None:
+    """Run the Guardian web UI standalone, with its own login (GUARDIAN_WEB__USERS)."""
+    from guardian.web.serve import run
+
+    run(_settings(), host=host, port=port)
 
 
 def _register_subapps() -> None:

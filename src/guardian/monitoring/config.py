@@ -91,6 +91,9 @@ class WebSettings(Section):
         default_factory=list,
         description="Standalone UI users as name:env:VAR entries (password in that env var).",
     )
+    metrics_token_ref: SecretRef | None = Field(
+        None, description="Secret reference of a bearer token /metrics requires (unset: /metrics is open to scrapers)."
+    )
     session_max_age: int = Field(8 * 3600, ge=60, description="Seconds a standalone UI login stays valid.")
     airflow_ui_url: str | None = Field(
         None, description="Airflow UI base URL for links from the Guardian UI (default: GUARDIAN_NOTIFY__UI_BASE_URL)."

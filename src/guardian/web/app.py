@@ -1,0 +1,392 @@
+"""The Guardian web UI and its JSON API (FastAPI, Jinja2 templates rendered on the server).
+
+``create_app()`` builds the standalone app (``guardian serve``: its own login) or, given a
+``user_resolver``, the app mounted in Airflow 3's API server behind Airflow's authentication
+(see ``guardian.airflow.plugin``). No page or API answers an anonymous request; every write
+action needs a logged-in user and a CSRF token, and is audited with that user.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from guardian import __version__
+from guardian.web import auth, data
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.store import Store
+
+TEMPLATES = Path(__file__).parent / "templates"
+NAV = [
+    ("overview", "Overview", "/"),
+    ("alerts", "Alerts", "/alerts"),
+    ("looker", "Looker", "/looker"),
+    ("sheets", "Sheets requests", "/sheets"),
+    ("sales", "Sales runs", "/sales"),
+    ("quality", "Data quality", "/quality"),
+    ("audit", "Audit log", "/audit"),
+]
+
+
+class LoginRequired(Exception):
+    """Raised by the page dependency; answered with a redirect to the login page."""
+
+
+async def current_user(request: Request) -> str | None:
+    """The authenticated user of a request (standalone session or Airflow's token), or None."""
+    result = request.app.state.user_resolver(request)
+    user = await result if inspect.isawaitable(result) else result
+    return str(user) if user else None
+
+
+async def page_user(request: Request) -> str:
+    """Dependency of every page: the user, or a redirect to the login."""
+    user = await current_user(request)
+    if not user:
+        raise LoginRequired()
+    return user
+
+
+async def api_user(request: Request) -> str:
+    """Dependency of every API call: the user, or 401."""
+    user = await current_user(request)
+    if not user:
+        raise HTTPException(status_code=401, detail="log in first")
+    return user
+
+
+PageUser = Annotated[str, Depends(page_user)]
+ApiUser = Annotated[str, Depends(api_user)]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    user_resolver: auth.UserResolver | None = None,
+    login_url: str | None = None,
+) -> FastAPI:
+    """The UI app: standalone login unless a user_resolver (Airflow's auth) is given."""
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    settings = settings or load_settings()
+    standalone = user_resolver is None
+    if standalone:
+        auth.parse_users(settings)  # a bad GUARDIAN_WEB__USERS fails at start, not at login
+    resolver: auth.UserResolver = user_resolver or auth.standalone_user
+    app = FastAPI(
+        title="Airflow Guardian",
+        version=__version__,
+        description="Health, alerts, Looker plans and restores, Sheets requests, Sales runs, "
+        "data quality and the audit log of the Guardian.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=auth.session_secret(settings),
+        session_cookie="guardian_session",
+        max_age=settings.web.session_max_age,
+        same_site="lax",
+    )
+    app.state.user_resolver = resolver
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    airflow_ui = (settings.web.airflow_ui_url or settings.notify.ui_base_url).rstrip("/")
+
+    def store() -> Store:
+        return get_store(settings)
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, _exc: LoginRequired) -> Response:
+        if not standalone:
+            return RedirectResponse(login_url or "/", status_code=303)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/login?next={quote(target)}", status_code=303)
+
+    def render(request: Request, name: str, user: str, active: str, **ctx: Any) -> HTMLResponse:
+        started = time.perf_counter()
+        response = templates.TemplateResponse(
+            request,
+            name,
+            {
+                "user": user,
+                "nav": NAV,
+                "active": active,
+                "standalone": standalone,
+                "csrf": auth.csrf_token(request),
+                "airflow_ui": airflow_ui,
+                "root": request.scope.get("root_path", ""),
+                "flash": request.session.pop("flash", None),
+                **ctx,
+            },
+        )
+        response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
+
+    def audit_web(user: str, action: str, target: str, **kw: Any) -> None:
+        from guardian import audit
+
+        audit.record(action, target, actor=f"web:{user}", context={"ui": "guardian-web"}, store=store(), **kw)
+
+    # -- login (standalone only) ----------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_form(request: Request, next: str = "/") -> Response:
+        if not standalone:
+            return RedirectResponse(login_url or "/", status_code=303)
+        return templates.TemplateResponse(
+            request, "login.html", {"next": next, "error": None, "root": request.scope.get("root_path", "")}
+        )
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        next: Annotated[str, Form()] = "/",
+    ) -> Response:
+        if not standalone:
+            raise HTTPException(status_code=404)
+        if not auth.check_password(settings, username, password):
+            audit_web(username or "?", "web.login", f"user:{username}", outcome="failed")
+            return templates.TemplateResponse(
+                request,
+                "login.html",
+                {"next": next, "error": "Unknown user or wrong password.", "root": request.scope.get("root_path", "")},
+                status_code=401,
+            )
+        request.session.clear()
+        request.session["user"] = username
+        auth.csrf_token(request)
+        audit_web(username, "web.login", f"user:{username}")
+        safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+        return RedirectResponse(request.scope.get("root_path", "") + safe_next, status_code=303)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse(request.scope.get("root_path", "") + "/login", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # -- pages ------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(request: Request, user: PageUser) -> Response:
+        return render(request, "overview.html", user, "overview", **data.overview(store()))
+
+    @app.get("/dags/{dag_id}", response_class=HTMLResponse, include_in_schema=False)
+    def dag_page(request: Request, dag_id: str, user: PageUser) -> Response:
+        return render(request, "dag.html", user, "overview", **data.dag_detail(store(), dag_id))
+
+    @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
+    def alerts_page(request: Request, user: PageUser) -> Response:
+        return render(request, "alerts.html", user, "alerts", **data.alerts_page(store()))
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_page(
+        request: Request, user: PageUser, q: str | None = None, actor: str | None = None, action: str | None = None
+    ) -> Response:
+        events = data.audit_search(store(), q=q, actor=actor, action=action)
+        return render(
+            request,
+            "audit.html",
+            user,
+            "audit",
+            events=events,
+            q=q or "",
+            actor=actor or "",
+            action=action or "",
+            verify=None,
+        )
+
+    @app.post("/audit/verify", response_class=HTMLResponse, include_in_schema=False)
+    def audit_verify_page(request: Request, user: PageUser, csrf: Annotated[str, Form()] = "") -> Response:
+        from guardian import audit
+
+        if not auth.csrf_ok(request, csrf):
+            raise HTTPException(status_code=403, detail="stale form: reload the page")
+        report = audit.verify(store())
+        return render(
+            request,
+            "audit.html",
+            user,
+            "audit",
+            events=data.audit_search(store()),
+            q="",
+            actor="",
+            action="",
+            verify=report,
+        )
+
+    @app.get("/looker", response_class=HTMLResponse, include_in_schema=False)
+    def looker_page(request: Request, user: PageUser) -> Response:
+        return render(request, "looker.html", user, "looker", **looker_data())
+
+    @app.get("/looker/restore", response_class=HTMLResponse, include_in_schema=False)
+    def looker_restore_confirm(request: Request, user: PageUser, dashboard_id: str) -> Response:
+        looker = looker_data()
+        candidates = [a for a in looker.get("restorable", []) if str(a.get("dashboard_id")) == dashboard_id]
+        return render(
+            request,
+            "restore_confirm.html",
+            user,
+            "looker",
+            dashboard_id=dashboard_id,
+            action=candidates[0] if candidates else None,
+            available=looker["restore_available"],
+        )
+
+    @app.post("/looker/restore", response_class=HTMLResponse, include_in_schema=False)
+    def looker_restore(
+        request: Request,
+        user: PageUser,
+        dashboard_id: Annotated[str, Form()],
+        confirm: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        if not auth.csrf_ok(request, csrf):
+            raise HTTPException(status_code=403, detail="stale form: reload the page")
+        if confirm != dashboard_id:
+            request.session["flash"] = f"Not restored: type the dashboard id {dashboard_id} to confirm."
+            return RedirectResponse(
+                f"{request.scope.get('root_path', '')}/looker/restore?dashboard_id={quote(dashboard_id)}",
+                status_code=303,
+            )
+        message = do_restore(user, dashboard_id)
+        request.session["flash"] = message
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/looker", status_code=303)
+
+    @app.get("/sheets", response_class=HTMLResponse, include_in_schema=False)
+    def sheets_page(request: Request, user: PageUser) -> Response:
+        fn = data.service_function("guardian.sheets.ledger", "list_requests") or data.service_function(
+            "guardian.sheets.requests", "list_requests"
+        )
+        rows = data.call_list(fn, store(), limit=200)
+        return render(
+            request,
+            "table.html",
+            user,
+            "sheets",
+            title="Sheets requests",
+            rows=rows,
+            empty="No requests yet: rows marked run in the control sheet appear here.",
+            missing="The Sheets request ledger is not installed in this deployment.",
+        )
+
+    @app.get("/sales", response_class=HTMLResponse, include_in_schema=False)
+    def sales_page(request: Request, user: PageUser) -> Response:
+        rows = data.call_list(data.service_function("guardian.sales.runs", "list_runs"), store(), limit=100)
+        return render(
+            request,
+            "table.html",
+            user,
+            "sales",
+            title="Sales runs",
+            rows=rows,
+            empty="No sales runs yet: trigger bigquery_sales_query or run `guardian sales run`.",
+            missing="The Sales service is not installed in this deployment.",
+        )
+
+    @app.get("/quality", response_class=HTMLResponse, include_in_schema=False)
+    def quality_page(request: Request, user: PageUser, suite: str | None = None) -> Response:
+        from guardian.quality.results import latest_results
+
+        rows = [data.plain(r) for r in latest_results(store(), suite=suite, limit=300)]
+        return render(request, "quality.html", user, "quality", rows=rows, suite=suite or "")
+
+    # -- JSON API ---------------------------------------------------------------------------
+    @app.get("/api/overview", tags=["health"], summary="DAG health, open alerts, recent failures and runs")
+    def api_overview(user: ApiUser) -> dict[str, Any]:
+        return data.overview(store())
+
+    @app.get("/api/dags/{dag_id}", tags=["health"], summary="One DAG's newest snapshot and runs")
+    def api_dag(dag_id: str, user: ApiUser) -> dict[str, Any]:
+        return data.dag_detail(store(), dag_id)
+
+    @app.get("/api/alerts", tags=["health"], summary="Open alerts and alert history")
+    def api_alerts(user: ApiUser) -> dict[str, Any]:
+        return data.alerts_page(store())
+
+    @app.get("/api/audit", tags=["audit"], summary="Search the audit log (newest first)")
+    def api_audit(
+        user: ApiUser,
+        q: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        return data.audit_search(store(), q=q, actor=actor, action=action, limit=limit)
+
+    @app.get("/api/audit/verify", tags=["audit"], summary="Walk the hash chain")
+    def api_audit_verify(user: ApiUser) -> dict[str, Any]:
+        from guardian import audit
+
+        report = audit.verify(store())
+        return {"ok": report.ok, "rows": report.rows, "first_bad_seq": report.first_bad_seq, "reason": report.reason}
+
+    @app.get("/api/looker", tags=["looker"], summary="Latest plan, trashed and purged dashboards, backups")
+    def api_looker(user: ApiUser) -> dict[str, Any]:
+        return looker_data()
+
+    @app.post("/api/looker/restore", tags=["looker"], summary="Restore a trashed dashboard (audited)")
+    def api_looker_restore(
+        request: Request, user: ApiUser, dashboard_id: Annotated[str, Form()], csrf: Annotated[str, Form()] = ""
+    ) -> dict[str, str]:
+        if not auth.csrf_ok(request, csrf) and not request.headers.get("authorization"):
+            raise HTTPException(status_code=403, detail="missing CSRF token")
+        return {"result": do_restore(user, dashboard_id)}
+
+    @app.get("/api/sheets/requests", tags=["sheets"], summary="The Sheets request ledger")
+    def api_sheets(user: ApiUser) -> list[dict[str, Any]] | None:
+        fn = data.service_function("guardian.sheets.ledger", "list_requests") or data.service_function(
+            "guardian.sheets.requests", "list_requests"
+        )
+        return data.call_list(fn, store(), limit=200)
+
+    @app.get("/api/sales/runs", tags=["sales"], summary="Sales runs")
+    def api_sales(user: ApiUser) -> list[dict[str, Any]] | None:
+        return data.call_list(data.service_function("guardian.sales.runs", "list_runs"), store(), limit=100)
+
+    @app.get("/api/quality", tags=["quality"], summary="Newest data-quality results")
+    def api_quality(user: ApiUser, suite: str | None = None) -> list[dict[str, Any]]:
+        from guardian.quality.results import latest_results
+
+        return [data.plain(r) for r in latest_results(store(), suite=suite, limit=300)]
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics(request: Request) -> Response:
+        from guardian.monitoring.metrics import CONTENT_TYPE
+        from guardian.monitoring.metrics import render as render_metrics
+
+        if settings.web.metrics_token_ref:
+            from guardian.secrets import resolve
+
+            expected = resolve(settings.web.metrics_token_ref, setting="GUARDIAN_WEB__METRICS_TOKEN_REF")
+            if request.headers.get("authorization") != f"Bearer {expected.get_secret_value()}":
+                return JSONResponse({"detail": "bearer token required"}, status_code=401)
+        return Response(render_metrics(store()), media_type=CONTENT_TYPE)
+
+    # -- Looker glue --------------------------------------------------------------------------
+    def looker_data() -> dict[str, Any]:
+        from guardian.web import looker_view
+
+        return looker_view.page_data(settings, store())
+
+    def do_restore(user: str, dashboard_id: str) -> str:
+        from guardian.web import looker_view
+
+        return looker_view.restore(settings, store(), user, dashboard_id, audit_web)
+
+    return app

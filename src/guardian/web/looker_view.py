@@ -1,0 +1,86 @@
+"""The Looker page: the newest plan, what was trashed and purged, backups, and restore.
+
+Uses the Looker service's query functions (``latest_plan``, ``list_actions``, ``list_backups``)
+and ``guardian.looker.service.restore``, which un-trashes or re-imports a dashboard and audits
+it with the acting user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from guardian.web.data import plain, service_function
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.store import Store
+
+TRASH_KINDS = ("soft_delete", "purge")
+
+
+def page_data(settings: Settings, store: Store) -> dict[str, Any]:
+    """Plan summary, trash/purge actions (restorable ones marked), backups."""
+    latest = service_function("guardian.looker.plan", "latest_plan")
+    list_actions = service_function("guardian.looker.plan", "list_actions")
+    list_backups = service_function("guardian.looker.backup", "list_backups")
+    restore_fn = service_function("guardian.looker.service", "restore")
+    out: dict[str, Any] = {
+        "available": latest is not None,
+        "restore_available": restore_fn is not None,
+        "plan": None,
+        "actions": [],
+        "backups": [],
+        "restorable": [],
+    }
+    if latest is None:
+        return out
+    plan = latest(store)
+    if plan is not None:
+        out["plan"] = plain(plan)
+        if list_actions is not None:
+            actions = [plain(a) for a in list_actions(store, plan.id, kinds=TRASH_KINDS)]
+            for a in actions:
+                a["restorable"] = a.get("state") == "done"
+            out["actions"] = actions
+            out["restorable"] = [a for a in actions if a["restorable"]]
+    if list_backups is not None:
+        out["backups"] = [plain(b) for b in list_backups(store, limit=50)]
+    return out
+
+
+def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audit_web: Callable[..., None]) -> str:
+    """Restore one dashboard as this user; a one-line result for the page."""
+    restore_fn = service_function("guardian.looker.service", "restore")
+    if restore_fn is None:
+        audit_web(
+            user,
+            "web.looker.restore",
+            f"looker:dashboard:{dashboard_id}",
+            outcome="failed",
+            after={"error": "restore is not available"},
+        )
+        return "Restore is not available in this deployment."
+    try:
+        results = restore_fn(settings, [dashboard_id], actor=f"web:{user}")
+    except Exception as exc:  # shown to the user; the service audits what it did
+        from guardian.logging import mask_text
+
+        audit_web(
+            user,
+            "web.looker.restore",
+            f"looker:dashboard:{dashboard_id}",
+            outcome="failed",
+            after={"error": mask_text(str(exc))[:300]},
+        )
+        return f"Restore of dashboard {dashboard_id} failed: {mask_text(str(exc))[:300]}"
+    lines = []
+    for r in results:
+        info = plain(r)
+        new_id = info.get("new_dashboard_id")
+        lines.append(
+            f"Dashboard {info.get('dashboard_id')}: {info.get('method')}"
+            + (f" as {new_id}" if new_id and new_id != info.get("dashboard_id") else "")
+            + (f" ({info.get('detail')})" if info.get("detail") else "")
+        )
+    return "; ".join(lines) or f"Dashboard {dashboard_id}: nothing to restore."
