@@ -159,6 +159,14 @@ def begin(d: Deps, params: ExtractParams, run_id: str) -> None:
     runs.start_run(d.store, run_id, backend=d.warehouse.backend, params=params.as_json())
 
 
+def reject(settings: Settings, raw: Mapping[str, Any], run_id: str, error: GuardianError) -> None:
+    """Record a run whose params were rejected (so the record and the requester show why)."""
+    store = get_store(settings)
+    safe = {k: (v if isinstance(v, str | int | float | bool | list | None) else str(v)) for k, v in raw.items()}
+    runs.start_run(store, run_id, backend=settings.sales.backend, params=safe)
+    runs.update_run(store, run_id, error=f"params: {error}")
+
+
 def cost_step(d: Deps, params: ExtractParams, run_id: str) -> CostCheck:
     """Estimate, record the estimate, apply the guard."""
     with _step(d, run_id, "cost guard"):
@@ -373,8 +381,20 @@ class Outcome:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def finish(d: Deps, params: ExtractParams | None, run_id: str, *, dag_run_id: str | None = None) -> Outcome:
-    """Close the run record from what the steps recorded, drop the result, report to the requester."""
+def finish(
+    d: Deps,
+    params: ExtractParams | None,
+    run_id: str,
+    *,
+    dag_run_id: str | None = None,
+    request_id: str | None = None,
+    requested_by: str | None = None,
+) -> Outcome:
+    """Close the run record from what the steps recorded, drop the result, report to the requester.
+
+    ``request_id`` / ``requested_by`` are used when the params were rejected (``params`` None),
+    so a Sheets request still hears back.
+    """
     record = runs.get_run(d.store, run_id) or {}
     error = record.get("error")
     if params is None:
@@ -408,7 +428,8 @@ def finish(d: Deps, params: ExtractParams | None, run_id: str, *, dag_run_id: st
         record,
     )
     if params is not None:
-        _report(d, params, outcome, dag_run_id or run_id)
+        request_id, requested_by = params.request_id, params.requested_by
+    _report(d, request_id, requested_by, outcome, dag_run_id or run_id)
     return outcome
 
 
@@ -429,35 +450,35 @@ def summary_text(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
-def _report(d: Deps, params: ExtractParams, outcome: Outcome, dag_run_id: str) -> None:
-    if params.request_id:
+def _report(d: Deps, request_id: str | None, requested_by: str | None, outcome: Outcome, dag_run_id: str) -> None:
+    if request_id:
         try:
             from guardian.sheets.completion import report_run  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
-            log.warning("guardian.sheets.completion is not available; request %s not reported", params.request_id)
+            log.warning("guardian.sheets.completion is not available; request %s not reported", request_id)
         else:
             report_run(
                 d.settings,
-                request_id=params.request_id,
+                request_id=request_id,
                 dag_run_id=dag_run_id,
                 ok=outcome.ok,
                 rows=outcome.rows,
                 output_uri=outcome.output_uri,
                 error=outcome.error,
             )
-    if params.requested_by:
+    if requested_by:
         from guardian.notify import email_configured, send_email
 
         if email_configured(d.settings):
             try:
                 send_email(
                     d.settings,
-                    [params.requested_by],
+                    [requested_by],
                     f"[guardian] sales extract {'done' if outcome.ok else 'failed'}: {outcome.run_id}",
                     summary_text(outcome),
                 )
             except GuardianError as exc:
-                log.warning("summary email to %s failed: %s", params.requested_by, exc)
+                log.warning("summary email to %s failed: %s", requested_by, exc)
 
 
 # -- the whole run (CLI) --------------------------------------------------------------------
