@@ -1,0 +1,54 @@
+"""Looker glue for tasks: the ``looker_default`` connection, else the LOOKERSDK_* env vars.
+
+The connection's login is the API client id, its password the client secret; the base URL is
+``extra.base_url``, or the host (with ``schema`` as the scheme and the port when given).
+``extra.verify_ssl`` (default true) and ``extra.timeout`` are honoured. No environment
+variable is set or changed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from guardian.looker.client import LookerClient
+    from guardian.settings import Settings
+
+CONN_ID = "looker_default"
+
+
+def api_settings_from_connection(conn: Any, settings: Settings) -> Any:
+    """looker-sdk settings (an ApiSettings subclass) from an Airflow connection."""
+    from guardian.errors import ConfigError
+    from guardian.looker.client import GuardianApiSettings
+
+    extra = conn.extra_dejson or {}
+    base_url = str(extra.get("base_url") or "")
+    if not base_url:
+        host = str(conn.host or "")
+        if not host:
+            raise ConfigError(f"connection {CONN_ID} has no host; set it to the Looker URL, e.g. https://x.looker.com")
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+        base_url = f"{host}:{conn.port}" if conn.port else host
+    if not conn.login or not conn.password:
+        raise ConfigError(f"connection {CONN_ID} needs login (API client id) and password (client secret)")
+    verify = str(extra.get("verify_ssl", "true")).lower() not in ("0", "false", "no")
+    return GuardianApiSettings(
+        base_url=base_url,
+        client_id=conn.login,
+        client_secret=conn.password,
+        timeout=int(extra.get("timeout") or settings.looker.api_timeout),
+        verify_ssl=verify,
+    )
+
+
+def client(settings: Settings) -> LookerClient:
+    """The Looker client of a task: ``looker_default`` when defined, else LOOKERSDK_* env vars."""
+    from guardian.airflow.dagkit import _connection
+    from guardian.looker.client import connect
+
+    conn = _connection(CONN_ID)
+    if conn is None:
+        return connect(settings)
+    return connect(settings, api=api_settings_from_connection(conn, settings))
