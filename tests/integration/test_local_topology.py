@@ -1,0 +1,155 @@
+"""The local topology end to end: `start_airflow.sh --local` brought up with CeleryExecutor on the real
+PostgreSQL and Redis, every DAG run through the Celery workers, a worker SIGKILLed mid-task, and a
+clean stop.
+
+One topology is started for the module (isolated: own state folder, databases, ports and Redis
+database) and the tests run in file order against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from topology import harness, scenarios
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.airflow]
+
+
+@pytest.fixture(scope="module")
+def probe_dsn() -> Iterator[str]:
+    with harness.probe_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scenarios.Sandboxes]:
+    with scenarios.sandboxes(tmp_path_factory.mktemp("sandboxes")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def topology(
+    tmp_path_factory: pytest.TempPathFactory, probe_dsn: str, sandboxes: scenarios.Sandboxes
+) -> Iterator[harness.Running]:
+    tmp = tmp_path_factory.mktemp("topology")
+    env = {"TOPOLOGY_PROBE_DSN": probe_dsn, **sandboxes.env}
+    with harness.local_topology(tmp, workers=2, worker_concurrency=2, extra_env=env) as running:
+        yield running
+
+
+def _probe_rows(dsn: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
+
+
+def test_every_service_is_healthy_and_both_workers_answer(topology: harness.Running) -> None:
+    module = topology.module
+    health = module.component_health(topology.cfg, module.load_topology())
+    assert health == {
+        "airflow-apiserver": "healthy",
+        "airflow-scheduler": "healthy",
+        "airflow-dag-processor": "healthy",
+        "airflow-triggerer": "healthy",
+        "airflow-worker-1": "running",
+        "airflow-worker-2": "running",
+    }
+    workers = module.worker_ping(module.environment(topology.cfg))
+    assert [w.split("@")[0] for w in workers] == ["worker1", "worker2"]
+    assert topology.api.get("monitor/health")["metadatabase"]["status"] == "healthy"
+
+
+def test_tasks_run_on_both_celery_workers(topology: harness.Running, probe_dsn: str) -> None:
+    topology.api.wait_dag("topology_probe")
+    run_ids = [topology.api.trigger("topology_probe", {"sleep": 3}) for _ in range(4)]
+    for run_id in run_ids:
+        assert topology.api.wait_run("topology_probe", run_id, timeout=180) == "success"
+    workers = {row[0] for row in _probe_rows(probe_dsn, "SELECT worker FROM probe_effects")}
+    # Four 3-second tasks with concurrency 2 per worker: the broker spreads them over both.
+    assert workers == {"worker1", "worker2"}
+
+
+def test_sigkill_worker_mid_task_is_retried_elsewhere_without_duplicate_effect(
+    topology: harness.Running, probe_dsn: str
+) -> None:
+    run_id = topology.api.trigger("topology_probe", {"sleep": 45})
+    deadline = time.monotonic() + 120
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and not rows:
+        rows = _probe_rows(probe_dsn, "SELECT worker, try_number FROM probe_attempts WHERE run_id = %s", run_id)
+        time.sleep(0.5)
+    assert rows, "the probe task never started"
+    victim, first_try = rows[0]
+    pid = topology.pid(f"airflow-worker-{victim.removeprefix('worker')}")
+    assert pid is not None
+    # Every process of that worker: the Celery parent, its pool, the task supervisor and the task
+    # itself (which runs in a session of its own), as when the machine or container dies.
+    victims = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    for victim_pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    assert topology.api.wait_run("topology_probe", run_id, timeout=240) == "success"
+    recovered_in = time.monotonic() - killed_at
+    attempts = _probe_rows(
+        probe_dsn, "SELECT worker, try_number FROM probe_attempts WHERE run_id = %s ORDER BY id", run_id
+    )
+    effects = _probe_rows(probe_dsn, "SELECT worker FROM probe_effects WHERE run_id = %s", run_id)
+    survivor = "worker2" if victim == "worker1" else "worker1"
+    assert attempts[0] == (victim, first_try)
+    assert attempts[-1][0] == survivor
+    assert attempts[-1][1] > first_try
+    assert effects == [(survivor,)], "the side effect must be applied exactly once, by the retry"
+    tries = topology.api.tries("topology_probe", run_id, "side_effect")
+    assert [t["state"] for t in tries][-1] == "success"
+    assert len(tries) >= 2
+    print(f"SIGKILL of {victim}: retried on {survivor}, run finished {recovered_in:.0f}s after the kill")
+
+    # Bring the killed worker back so the rest of the module sees the full topology.
+    module = topology.module
+    env = module.environment(topology.cfg)
+    proc = next(p for p in module.processes(topology.cfg) if p.name == f"airflow-worker-{victim[-1]}")
+    module.spawn(topology.cfg, proc, env)
+
+
+@pytest.mark.parametrize("dag_id", scenarios.REAL_DAGS)
+def test_dag_end_to_end_through_celery(
+    topology: harness.Running, sandboxes: scenarios.Sandboxes, dag_id: str
+) -> None:
+    """Each guardian DAG present in dags/ runs to success on the Celery workers against the sandboxes."""
+    if not (harness.REPO / "dags" / f"{dag_id}.py").exists():
+        pytest.fail(f"dags/{dag_id}.py is missing: the topology test runs every guardian DAG")
+    scenarios.run(dag_id, topology, sandboxes)
+
+
+def test_audit_chain_is_valid_after_every_run(topology: harness.Running) -> None:
+    scenarios.verify_audit_chain(topology)
+
+
+def test_stop_is_clean(topology: harness.Running) -> None:
+    module = topology.module
+    pids = {p.name: topology.pid(p.name) for p in module.processes(topology.cfg)}
+    assert all(pids.values()), pids
+    stopped = topology.stop()
+    assert sorted(stopped) == sorted(pids)
+    for name, pid in pids.items():
+        assert pid is not None
+        assert not module.alive(pid), f"{name} still runs"
+        assert not module.pid_file(topology.cfg, name).exists()
+    for port in (topology.cfg.port, topology.cfg.scheduler_health_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    assert Path(topology.cfg.logs_dir / "local" / "airflow-scheduler.log").stat().st_size > 0
