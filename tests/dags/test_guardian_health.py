@@ -54,4 +54,8 @@ def test_health_dag_snapshots_runs_and_opens_a_deduplicated_alert() -> None:
     # Still failing: the same one open alert, not a second one.
     assert [a["key"] for a in open_alerts(store)].count("failure_rate:nightly_export") == 1
     # The first health run is now a finished run in the metadata DB, collected as one.
-    assert latest_snapshots(store)["guardian_health"]["runs_7d"] >= 1
+    latest = latest_snapshots(store)["guardian_health"]
+    assert latest["runs_7d"] >= 1
+    # The guardian listener (plugin) recorded each task try's resource use.
+    assert set(latest["tasks"]) == {"collect_runs", "evaluate_alerts"}
+    assert all(usage["peak_rss_mb"] > 10 for usage in latest["tasks"].values())

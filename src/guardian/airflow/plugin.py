@@ -1,0 +1,76 @@
+"""The guardian Airflow plugin: the task listener, and on Airflow 3 the web UI inside the API server.
+
+The UI is mounted at ``/guardian`` behind Airflow's own authentication (the JWT of the Airflow UI
+session cookie, or a bearer token) and gets a "Guardian" entry in Airflow's navigation menu.
+Registered through the ``airflow.plugins`` entry point of the guardian package.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowPlugin
+
+from guardian.airflow import listener
+
+log = logging.getLogger(__name__)
+URL_PREFIX = "/guardian"
+
+
+async def airflow_user(request: Any) -> str | None:
+    """The Airflow user of a request to the API server (None when not logged in)."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+    from fastapi import HTTPException
+
+    header = request.headers.get("authorization") or ""
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    if not token:
+        return None
+    try:
+        user = await resolve_user_from_token(token)
+    except HTTPException:
+        return None
+    return str(user.get_name())
+
+
+def _airflow3() -> bool:
+    import airflow
+
+    return int(airflow.__version__.split(".")[0]) >= 3
+
+
+def _fastapi_apps() -> list[dict[str, Any]]:
+    if not _airflow3():
+        return []
+    try:
+        from guardian.settings import load_settings
+        from guardian.web.app import create_app
+
+        app = create_app(load_settings(), user_resolver=airflow_user, login_url=f"/auth/login?next={URL_PREFIX}/")
+    except Exception:  # a broken guardian setting must not stop the Airflow API server
+        log.exception("guardian: the web UI could not be created; the plugin serves the listener only")
+        return []
+    return [{"app": app, "url_prefix": URL_PREFIX, "name": "Guardian"}]
+
+
+class GuardianPlugin(AirflowPlugin):
+    """Listener everywhere; UI and menu entry in Airflow 3's API server."""
+
+    name = "guardian"
+    listeners = [listener]  # noqa: RUF012  (Airflow reads these class attributes)
+    fastapi_apps = _fastapi_apps()
+    external_views = (
+        [
+            {
+                "name": "Guardian",
+                "href": f"{URL_PREFIX}/",
+                "destination": "nav",
+                "url_route": "guardian",
+                "category": "browse",
+            }
+        ]
+        if _airflow3()
+        else []
+    )
