@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,8 +132,8 @@ class SheetsSandbox:
         return tab
 
     # -- call accounting and faults -------------------------------------------------------
-    def before_call(self, method: str) -> None:
-        """Count the call, then apply the first matching injected fault (delay, error)."""
+    def before_call(self, method: str) -> Fault | None:
+        """Count the call and take the first matching injected fault (the caller applies it)."""
         with self.lock:
             self.calls[method] += 1
             fault = next((f for f in self.faults if f.method in (None, method)), None)
@@ -141,11 +141,7 @@ class SheetsSandbox:
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
-        if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.status:
-                raise ApiError(fault.status, f"Injected fault {fault.status} on {method}")
+            return fault
 
     def after_call(self, method: str) -> None:
         """Apply pending concurrent edits queued for after this kind of call."""
@@ -251,8 +247,11 @@ class SheetsSandbox:
             r1, c1 = rng.first_row, rng.first_col
             height = len(values)
             width = max((len(r) for r in values), default=0)
-            if (rng.end_row is not None and height > rng.end_row - r1 + 1) or (
-                rng.end_col is not None and width > rng.end_col - c1 + 1
+            single_cell = rng.start_col == rng.end_col and rng.start_row == rng.end_row
+            # A single cell is an anchor (the block grows from it); a wider range bounds the write.
+            if not single_cell and (
+                (rng.end_row is not None and height > rng.end_row - r1 + 1)
+                or (rng.end_col is not None and width > rng.end_col - c1 + 1)
             ):
                 raise ApiError(
                     400,
@@ -477,7 +476,13 @@ def create_app(state: SheetsSandbox | None = None) -> Any:
     @app.api_route("/v4/spreadsheets/{rest:path}", methods=["GET", "PUT", "POST"])
     async def api(rest: str, request: Request) -> JSONResponse:
         method, args = _route(request.method, unquote(rest))
-        sandbox.before_call(method)
+        fault = sandbox.before_call(method)
+        if fault is not None:
+            if fault.delay:
+                # Sleep without blocking the event loop: other calls (a client's retry) are served meanwhile.
+                await asyncio.sleep(fault.delay)
+            if fault.status:
+                raise ApiError(fault.status, f"Injected fault {fault.status} on {method}")
         q = request.query_params
         body: dict[str, Any] = {}
         if request.method in {"PUT", "POST"}:
