@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="Looker dashboard lifecycle: plan, apply, restore, report.", no_args_is_help=True)
-console = Console()
+# Piped output (logs, the demo) gets a wide console instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 180)
 
 
 def _settings() -> Any:
@@ -32,7 +34,7 @@ def _print_plan(plan: Any, actions: list[Any], *, show_all: bool) -> None:
     )
     table = Table(title="actions" if show_all else "actions (use --all to list more than 200)")
     for col in ("#", "dashboard", "kind", "state", "title", "owner", "folder", "reason / outcome"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("#", "dashboard", "kind", "state"))
     colours = {"soft_delete": "red", "purge": "magenta", "warn": "yellow", "skip": "cyan"}
     for a in actions if show_all else actions[:200]:
         note = a.outcome if a.outcome and a.outcome != a.reason else a.reason

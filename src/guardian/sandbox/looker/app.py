@@ -46,6 +46,8 @@ class FaultRule:
     count: int | None = None
     probability: float = 1.0
     delay_ms: int = 0
+    delay_after_ms: int = 0
+    """Handle the request, then wait this long before answering (the change is already made)."""
 
 
 @dataclass
@@ -145,6 +147,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         stats[route_key(request.method, api_path)] += 1
         stats["total"] += 1
         delay = cfg.latency_ms / 1000.0
+        after = 0.0
         for rule in list(faults):
             if rule.method and rule.method.upper() != request.method:
                 continue
@@ -157,6 +160,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                     continue
                 rule.count -= 1
             delay += rule.delay_ms / 1000.0
+            after += rule.delay_after_ms / 1000.0
             if rule.status:
                 if delay:
                     await asyncio.sleep(delay)
@@ -174,7 +178,10 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
             if entry is None or entry[1] < time.time():
                 return _error(401, "Requires authentication.")
             request.state.user_id = entry[0]
-        return await call_next(request)
+        response = await call_next(request)
+        if after:
+            await asyncio.sleep(after)
+        return response
 
     # -- sandbox control (not part of the Looker API) -----------------------------------
     @app.get("/sandbox/stats")
