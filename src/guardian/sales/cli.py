@@ -89,7 +89,7 @@ def estimate(
     )
     d = deps(settings, params)
     check = do_estimate(d, params)
-    console.print(check.line(), highlight=False)
+    console.print(check.line(), highlight=False, markup=False)
     console.print(f"query hash {query_for(settings, params).query_hash[:16]}", highlight=False)
     if not check.ok:
         raise typer.Exit(3)
@@ -133,7 +133,7 @@ def run(
     }
     report = run_extract(settings, raw, rid, on_step=lambda s: console.print(f"[dim]- {s}[/dim]"))
     if report.cost:
-        console.print(report.cost.line(), highlight=False)
+        console.print(report.cost.line(), highlight=False, markup=False)
     if report.stats:
         s = report.stats
         console.print(
