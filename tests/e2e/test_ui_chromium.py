@@ -1,0 +1,181 @@
+"""The Guardian UI in real headless Chromium: login, every page with demo data, restore end to end.
+
+Data comes from a demo-like run: the Looker service plans and applies against the Looker
+sandbox (real looker-sdk over HTTP), a task failure is recorded by the real failure callback,
+the health check snapshots runs, quality results are stored. Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+PASSWORD = "e2e-password-Chromium"
+
+
+@pytest.fixture
+def looker_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from guardian.sandbox import looker
+
+    server = looker.start()
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_FRACTION", "0.5")
+    monkeypatch.setenv("GUARDIAN_LOOKER__PROTECTED_FOLDER_PATHS", "Shared/Finance")
+    yield server
+    server.stop()
+
+
+def _demo_data() -> None:
+    from guardian.airflow.callbacks import alert
+    from guardian.looker import service as looker_service
+    from guardian.monitoring.health import RunRecord, TaskUsage, record_task_usage
+    from guardian.monitoring.service import run_health_check
+    from guardian.quality.results import CheckResult, save_results
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    settings = load_settings()
+    store = get_store(settings)
+    plan = looker_service.plan(settings, actor="cli:e2e")
+    looker_service.apply(settings, plan.id, mode="apply", actor="cli:e2e")
+
+    class TI:
+        dag_id, task_id, run_id, try_number, max_tries = "bigquery_sales_query", "run_query", "manual__demo", 3, 2
+
+    try:
+        raise RuntimeError("bytes estimated 12 GiB over the 10 GiB limit; raise max_bytes_billed or narrow dates")
+    except RuntimeError as exc:
+        alert({"ti": TI(), "exception": exc}, "failure")
+    now = datetime.now(UTC)
+    runs = [
+        RunRecord(
+            dag,
+            f"scheduled__{i}",
+            "failed" if (dag == "bigquery_sales_query" and i < 2) else "success",
+            now - timedelta(minutes=5 * i + 1),
+            now - timedelta(minutes=5 * i),
+            failed_tasks=["run_query"] if (dag == "bigquery_sales_query" and i < 2) else [],
+        )
+        for dag in ("google_sheet_trigger_dag", "bigquery_sales_query", "looker_dashboard_deletion")
+        for i in range(6)
+    ]
+    record_task_usage(
+        store, TaskUsage("bigquery_sales_query", "run_query", "scheduled__3", 1, "success", 42.0, 3.2, 180 * 2**20)
+    )
+    save_results(
+        store,
+        "sales_extract",
+        "manual__demo",
+        [
+            CheckResult("row_count", True, "1200 rows"),
+            CheckResult(
+                "schema", False, "schema drifted", "warn", {"added": ["discount FLOAT64"], "removed": ["promo STRING"]}
+            ),
+        ],
+    )
+    run_health_check(settings, store, runs, notify=False)
+
+
+def find(driver: Any, element_id: str) -> Any:
+    """The element with this id, once the page that has it has loaded."""
+    return WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, element_id)))
+
+
+def _login(driver: Any, base: str, screenshot: Any) -> None:
+    driver.get(base + "/")
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "login-form")))
+    assert "/login" in driver.current_url
+    screenshot(driver, "00_login")
+    find(driver, "username").send_keys("operator")
+    find(driver, "password").send_keys(PASSWORD)
+    find(driver, "login").click()
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "current-user")))
+
+
+def test_pages_and_restore_flow_in_chromium(
+    browser: Any, looker_sandbox: Any, live_server: Any, screenshot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardian import audit
+    from guardian.settings import load_settings
+    from guardian.web.app import create_app
+
+    monkeypatch.setenv("E2E_UI_PASSWORD", PASSWORD)
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "operator:env:E2E_UI_PASSWORD")
+    _demo_data()
+    server = live_server(create_app(load_settings()))
+    base = server.url
+    # Anonymous: the login page, and a wrong password stays there.
+    browser.get(base + "/audit")
+    assert "/login" in browser.current_url
+    find(browser, "username").send_keys("operator")
+    find(browser, "password").send_keys("wrong")
+    find(browser, "login").click()
+    assert "wrong password" in find(browser, "login-error").text
+    _login(browser, base, screenshot)
+
+    # Overview: health of every DAG, the open alert, the failure with its error.
+    assert find(browser, "current-user").text == "operator"
+    health = find(browser, "dag-health").text
+    for dag in ("google_sheet_trigger_dag", "bigquery_sales_query", "looker_dashboard_deletion"):
+        assert dag in health
+    assert "failure_rate" in find(browser, "open-alerts").text
+    assert "12 GiB over the 10 GiB limit" in find(browser, "failures").text
+    screenshot(browser, "01_overview")
+
+    browser.find_element(By.LINK_TEXT, "bigquery_sales_query").click()
+    assert "run_query" in find(browser, "task-usage").text
+    screenshot(browser, "02_dag")
+
+    browser.find_element(By.CSS_SELECTOR, "a[data-nav=alerts]").click()
+    assert "failure_rate" in find(browser, "alert-history").text
+    screenshot(browser, "03_alerts")
+
+    browser.find_element(By.CSS_SELECTOR, "a[data-nav=quality]").click()
+    drift = find(browser, "quality-results").text
+    assert "+ discount FLOAT64" in drift and "- promo STRING" in drift
+    screenshot(browser, "06_quality")
+
+    for nav, shot in (("sheets", "04_sheets"), ("sales", "05_sales")):
+        browser.find_element(By.CSS_SELECTOR, f"a[data-nav={nav}]").click()
+        assert browser.find_element(By.TAG_NAME, "h1").text
+        screenshot(browser, shot)
+
+    # Looker: the applied plan, trashed and purged dashboards, backups, then restore #4.
+    browser.find_element(By.CSS_SELECTOR, "a[data-nav=looker]").click()
+    actions = find(browser, "looker-actions").text
+    assert "soft_delete" in actions and "purge" in actions
+    assert find(browser, "looker-backups").text
+    screenshot(browser, "07_looker")
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is True
+    browser.find_element(By.CSS_SELECTOR, "tr[data-dashboard='4'] a.restore-link").click()
+    screenshot(browser, "08_restore_confirm")
+    # A wrong confirmation restores nothing.
+    find(browser, "confirm").send_keys("5")
+    find(browser, "restore-submit").click()
+    assert "type the dashboard id 4" in find(browser, "flash").text
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is True
+    find(browser, "confirm").send_keys("4")
+    find(browser, "restore-submit").click()
+    flash = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "flash"))).text
+    assert "Dashboard 4: untrashed" in flash, flash
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is False
+    screenshot(browser, "09_restored")
+
+    # Audit: the restore is recorded under the UI user; search and chain verification.
+    restores = [e for e in audit.iter_events() if e.actor == "web:operator" and "restore" in e.action]
+    assert restores, "the restore must be audited with the UI user"
+    browser.find_element(By.CSS_SELECTOR, "a[data-nav=audit]").click()
+    box = find(browser, "audit-q")
+    box.send_keys("restore")
+    find(browser, "audit-search-button").click()
+    assert "web:operator" in find(browser, "audit-events").text
+    find(browser, "verify-chain").click()
+    assert "chain OK" in find(browser, "verify-result").text
+    screenshot(browser, "10_audit")
