@@ -54,6 +54,11 @@ class LookerSandbox:
         """Request counts per route (a Counter)."""
         return self.app.state.stats
 
+    @property
+    def writes(self) -> Any:
+        """Changes applied to dashboards, per exact path (``PATCH /dashboards/7``)."""
+        return self.app.state.writes
+
     def set_faults(self, *rules: FaultRule) -> None:
         """Replace the fault-injection rules."""
         self.app.state.faults[:] = list(rules)

@@ -126,10 +126,12 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
     app = FastAPI(title="Looker API 4.0 sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     tokens: dict[str, tuple[str, float]] = {}
     stats: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
     faults: list[FaultRule] = list(cfg.faults)
     rng = random.Random(1)
     app.state.looker = state
     app.state.stats = stats
+    app.state.writes = writes
     app.state.faults = faults
     app.state.config = cfg
 
@@ -325,6 +327,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
             created_at=datetime.now(UTC),
             elements=elements,
         )
+        writes["POST /dashboards/lookml"] += 1
         return _json(dash)
 
     @app.get(PREFIX + "/dashboards/{dashboard_id}")
@@ -356,6 +359,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 dash["deleter_id"] = request.state.user_id if dash["deleted"] else None
             dash["updated_at"] = iso(datetime.now(UTC))
             dash["last_updater_id"] = request.state.user_id
+            writes[f"PATCH /dashboards/{dashboard_id}"] += 1
             return _json(dash)
 
     @app.delete(PREFIX + "/dashboards/{dashboard_id}")
@@ -367,6 +371,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 return _error(405, "LookML dashboards cannot be deleted through the API")
             del state.dashboards[dashboard_id]
             state.usage.pop(dashboard_id, None)
+            writes[f"DELETE /dashboards/{dashboard_id}"] += 1
         return Response(status_code=204)
 
     # -- System Activity -------------------------------------------------------------
