@@ -46,9 +46,9 @@ fi
 
 if [[ $mode == docker ]]; then
   engine_present || { echo "no Docker engine with the compose plugin here; use --local" >&2; exit 1; }
-  files=(-f deploy/docker-compose.yml)
-  $prod && files=(-f deploy/docker-compose.prod.yml)
-  dc() { docker compose --project-directory deploy "${files[@]}" "$@"; }
+  files=(-f docker-compose.yml)
+  $prod && files=(-f docker-compose.prod.yml)
+  dc() { docker compose "${files[@]}" "$@"; }
   case $command in
     start)
       if $prod; then dc up -d "${compose_args[@]}"; else dc up -d; fi

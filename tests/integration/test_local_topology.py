@@ -19,7 +19,6 @@ from typing import Any
 
 import psutil
 import pytest
-
 from topology import harness, scenarios
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.airflow]
@@ -126,9 +125,7 @@ def test_sigkill_worker_mid_task_is_retried_elsewhere_without_duplicate_effect(
 
 
 @pytest.mark.parametrize("dag_id", scenarios.REAL_DAGS)
-def test_dag_end_to_end_through_celery(
-    topology: harness.Running, sandboxes: scenarios.Sandboxes, dag_id: str
-) -> None:
+def test_dag_end_to_end_through_celery(topology: harness.Running, sandboxes: scenarios.Sandboxes, dag_id: str) -> None:
     """Each guardian DAG present in dags/ runs to success on the Celery workers against the sandboxes."""
     if not (harness.REPO / "dags" / f"{dag_id}.py").exists():
         pytest.fail(f"dags/{dag_id}.py is missing: the topology test runs every guardian DAG")

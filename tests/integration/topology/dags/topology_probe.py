@@ -7,7 +7,7 @@ keyed by the run, so a retry after a crash can never apply it twice.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.providers.common.compat.sdk import dag, task
 
@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import dag, task
 @dag(
     dag_id="topology_probe",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     tags=["guardian"],
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=1)},

@@ -1,0 +1,44 @@
+#!/bin/sh
+# First step of `docker compose up` (the airflow-secrets service): generate every secret that is
+# absent, once, into the secrets volume, and say where. No default passwords anywhere: a secret
+# given as a Docker secret (/run/secrets/NAME, docker-compose.secrets.yml) is used instead; only the
+# database and Redis passwords are copied into the volume, for the PostgreSQL and Redis containers.
+set -eu
+dir=${GUARDIAN_SECRETS_DIR:-/opt/airflow/secrets}
+mkdir -p "$dir"
+umask 077
+made=""
+gen() {  # name, generator
+  case $1 in postgres_password | redis_password)
+    if [ -s "/run/secrets/$1" ]; then cp "/run/secrets/$1" "$dir/$1"; return; fi ;;
+  esac
+  if [ -s "/run/secrets/$1" ] || [ -s "$dir/$1" ]; then return; fi
+  sh -c "$2" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
+  made="$made $1"
+}
+gen fernet_key "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+gen jwt_secret "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+gen api_secret_key "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+gen postgres_password "python -c 'import secrets; print(secrets.token_hex(24))'"
+gen redis_password "python -c 'import secrets; print(secrets.token_hex(24))'"
+gen admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
+gen web_admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
+gen grafana_admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
+# The simple auth manager reads users' passwords from this JSON file.
+admin=$(/opt/guardian/deploy/secret.sh admin_password)
+printf '{"admin": "%s"}\n' "$admin" >"$dir/simple_auth_manager_passwords.json"
+# Runs as root once, then hands the files to their readers: Airflow (uid 50000) owns them all;
+# PostgreSQL and Redis (uid/gid 999) may read only their own password through the group.
+chown 50000:0 "$dir" "$dir"/*
+chmod 0400 "$dir"/*
+chmod 0600 "$dir/simple_auth_manager_passwords.json"  # the auth manager opens it read-write
+for f in postgres_password redis_password; do
+  [ -f "$dir/$f" ] && chgrp 999 "$dir/$f" && chmod 0440 "$dir/$f"
+done
+# Grafana runs as 472:0 and reads its admin password through group 0.
+[ -f "$dir/grafana_admin_password" ] && chmod 0440 "$dir/grafana_admin_password"
+chmod 0751 "$dir"
+if [ -n "$made" ]; then echo "airflow-secrets: generated$made in the volume airflow-secrets ($dir)"; fi
+echo "airflow-secrets: Airflow UI (:8080), Guardian UI (:8090), Flower (:5555) and Grafana (:3000) user admin;"
+echo "  passwords: docker compose exec airflow-apiserver cat $dir/admin_password (Airflow, Flower),"
+echo "  $dir/web_admin_password (Guardian UI), $dir/grafana_admin_password (Grafana)"
