@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import sqlglot
 from sqlglot import exp
 
 from guardian.errors import GuardianError, IntegrationError
@@ -457,16 +458,19 @@ class BigQueryWarehouse:
 
     def materialize(self, sql: str, params: Params, name: str, *, maximum_bytes_billed: int) -> QueryStats:
         """Run the query into the run's result table (replaced on a re-run), capped by bytes billed."""
-        from google.cloud import bigquery
-
         self._ensure_results_dataset()
         t0 = time.monotonic()
+        # CREATE OR REPLACE TABLE ... AS: one job, billed and capped like the SELECT itself, and
+        # a re-run replaces its own result table. The table name is built from checked parts.
+        ctas = exp.Create(
+            this=self.result_table(name),
+            kind="TABLE",
+            replace=True,
+            expression=sqlglot.parse_one(sql, read="bigquery"),
+        ).sql(dialect="bigquery")
         job = self._run(
-            sql,
+            ctas,
             params,
-            destination=self._table_id(name),
-            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
             maximum_bytes_billed=maximum_bytes_billed,
             use_query_cache=False,
             labels={"guardian": "sales"},
