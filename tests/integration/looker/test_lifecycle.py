@@ -1,0 +1,246 @@
+"""Plan, gate, apply, re-check, notify and restore through the real looker-sdk and the sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from guardian import audit
+from guardian.errors import SafetyGateTripped
+from guardian.looker import service
+from guardian.looker.backup import list_backups, read_backup
+from guardian.looker.client import connect
+from guardian.looker.plan import latest_plan, list_actions
+from guardian.looker.tables import looker_actions
+from guardian.sandbox.looker import FaultRule
+from guardian.storage import default_storage
+from guardian.store import get_store
+
+GUARDIAN = str(Path(sys.executable).parent / "guardian")
+TRASH = {"4", "5", "6", "7", "8"}
+
+
+def _states(store: Any, plan_id: int) -> dict[str, tuple[str, str, str | None]]:
+    return {a.dashboard_id: (a.kind, a.state, a.outcome) for a in list_actions(store, plan_id)}
+
+
+def test_plan_is_persisted_with_reasons_and_bounded_calls(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    store = get_store(settings)
+    assert plan.counts == {
+        "keep": 6,
+        "soft_delete": 5,
+        "warn": 2,
+        "skip": 7,
+        "purge": 1,
+        "live": 18,
+        "trashed": 3,
+    }
+    states = _states(store, plan.id)
+    assert states["12"][2] is not None and "scheduled" in states["12"][2]
+    assert "favorited" in (states["13"][2] or "") and "public" in (states["14"][2] or "")
+    assert "protected folder Shared/Finance" in (states["15"][2] or "")
+    assert "LookML" in (states["thelook::business_pulse"][2] or "")
+    assert "by a person" in (states["19"][2] or "")
+    assert states["9"][:2] == ("warn", "pending")
+    # search live + search trash + System Activity + /user + /folders (protected folders configured)
+    assert plan.api_calls == 5
+    assert sandbox.stats["POST /queries/run/{result_format}".replace("{result_format}", "json")] == 1
+    assert all(not d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
+    assert latest_plan(store) == plan
+
+
+def test_apply_is_idempotent_and_audited_before_and_after(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    first = service.apply(settings, plan.id)
+    assert (first.done, first.failed) == (6, 0)
+    second = service.apply(settings, plan.id)
+    assert (second.already_final, second.done, second.noop) == (6, 0, 0)
+    assert sum(v for k, v in sandbox.writes.items() if k.startswith("PATCH")) == 5
+    store = get_store(settings)
+    events = list(audit.iter_events(store, target="looker:default/dashboard/4"))
+    assert [(e.action, e.outcome) for e in events] == [
+        ("looker.backup", "ok"),
+        ("looker.trash", "started"),
+        ("looker.trash", "ok"),
+    ]
+    assert events[1].before["deleted"] is False and events[2].after["deleted"] is True
+    backup = read_backup(default_storage(settings), list_backups(store, dashboard_id="4")[0].key)
+    assert backup["dashboard"]["title"] == "Old Campaign 2023" and "title: Old Campaign 2023" in backup["lookml"]
+
+
+def test_state_changed_since_the_plan_is_rechecked(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    client = connect(settings)
+    sandbox.state.view("4")
+    client.sdk.patch(path="/dashboards/5", structure=str, body={"folder_id": "7"})
+    client.set_deleted("6", True)
+    client.delete_dashboard("7")
+    report = service.apply(settings, plan.id)
+    states = _states(get_store(settings), plan.id)
+    assert states["4"][1] == "skipped" and "viewed since the plan" in (states["4"][2] or "")
+    assert states["5"][1] == "skipped" and "protected folder" in (states["5"][2] or "")
+    assert states["6"][1] == "noop" and "already in trash" in (states["6"][2] or "")
+    assert states["7"][1] == "skipped" and "no longer exists" in (states["7"][2] or "")
+    assert states["8"][1] == "done" and report.done == 2
+    assert not sandbox.state.dashboards["4"]["deleted"] and not sandbox.state.dashboards["5"]["deleted"]
+
+
+def test_circuit_breaker_refuses_until_overridden(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_FRACTION", "0.2")
+    settings = load_settings()
+    plan = service.plan(settings)
+    with pytest.raises(SafetyGateTripped, match="5 of 18 dashboards"):
+        service.apply(settings, plan.id)
+    store = get_store(settings)
+    assert latest_plan(store).status == "refused"  # type: ignore[union-attr]
+    assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_DELETIONS", "3")
+    with pytest.raises(SafetyGateTripped, match="max_deletions=3"):
+        service.apply(load_settings(), plan.id)
+    service.override_breaker(settings, store, plan.id, actor="cli:reviewer")
+    assert service.apply(load_settings(), plan.id).done == 6
+    refused = [e for e in audit.iter_events(store, action_prefix="looker.") if e.outcome == "refused"]
+    assert len(refused) == 2
+
+
+def test_test_mode_applies_the_first_n_only(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__TEST_MODE_LIMIT", "2")
+    settings = load_settings()
+    plan = service.plan(settings)
+    report = service.apply(settings, plan.id, mode="test")
+    assert (report.selected, report.done) == (2, 2)
+    assert [k for k in sorted(TRASH) if sandbox.state.dashboards[k]["deleted"]] == ["4", "5"]
+    assert latest_plan(get_store(settings)).status == "partial"  # type: ignore[union-attr]
+
+
+def test_tampered_plan_is_refused(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    store = get_store(settings)
+    with store.write() as conn:
+        conn.execute(
+            update(looker_actions)
+            .where(looker_actions.c.plan_id == plan.id, looker_actions.c.dashboard_id == "1")
+            .values(kind="soft_delete")
+        )
+        conn.execute(
+            update(looker_actions)
+            .where(looker_actions.c.plan_id == plan.id, looker_actions.c.dashboard_id == "13")
+            .values(kind="soft_delete")
+        )
+    with pytest.raises(SafetyGateTripped, match="content hash"):
+        service.apply(settings, plan.id)
+    assert not sandbox.state.dashboards["13"]["deleted"]
+
+
+def test_no_trash_without_a_backup(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    sandbox.set_faults(FaultRule(status=500, path="^/dashboards/lookml/6$"))
+    report = service.apply(settings, plan.id)
+    assert report.failed == 1 and report.done == 5
+    assert not sandbox.state.dashboards["6"]["deleted"]
+    store = get_store(settings)
+    assert _states(store, plan.id)["6"][1] == "failed"
+    assert latest_plan(store).status == "partial"  # type: ignore[union-attr]
+    sandbox.set_faults()
+    again = service.apply(settings, plan.id)
+    assert (again.done, again.failed) == (1, 0) and sandbox.state.dashboards["6"]["deleted"]
+
+
+def test_owner_emails_and_team_summary(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from guardian.monitoring.receivers import SlackReceiver, SmtpReceiver, body_text
+    from guardian.settings import load_settings
+
+    smtp, slack = SmtpReceiver().start(), SlackReceiver().start()
+    try:
+        monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(smtp.port))
+        monkeypatch.setenv("GUARDIAN_NOTIFY__EMAIL_TO", "team@example.com")
+        monkeypatch.setenv("TEST_SLACK_WEBHOOK", slack.url)
+        monkeypatch.setenv("GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF", "env:TEST_SLACK_WEBHOOK")
+        settings = load_settings()
+        plan = service.plan(settings)
+        report = service.apply(settings, plan.id)
+        sent = service.notify(settings, plan.id, mode="apply", backup_bytes=report.backup_bytes)
+        assert (sent.warned_owners, sent.trashed_owners, sent.summary_email, sent.summary_slack) == (2, 4, True, True)
+        by_to: dict[str, list[str]] = {}
+        for msg in smtp.messages:
+            by_to.setdefault(str(msg["To"]), []).append(str(msg["Subject"]))
+        assert sorted(by_to) == [
+            "alice@example.com",
+            "bob@example.com",
+            "carol@example.com",
+            "dave@example.com",
+            "team@example.com",
+        ]
+        bob = next(m for m in smtp.messages if m["To"] == "bob@example.com")
+        text = body_text(bob)
+        assert "[5] Legacy Pipeline" in text and "[6] Q1 Region Drilldown" in text
+        assert "guardian looker restore 5 6" in text and "not accessed for" in text
+        assert "backups written" in slack.payloads[0]["text"]
+        again = service.notify(settings, plan.id, mode="apply")
+        assert (again.warned_owners, again.trashed_owners, again.summary_email) == (0, 0, False)
+    finally:
+        smtp.stop()
+        slack.stop()
+
+
+def test_restore_trashed_and_purged(settings: Any, sandbox: Any) -> None:
+    plan = service.plan(settings)
+    service.apply(settings, plan.id)
+    results = service.restore(settings, ["4", "17", "17", "999"], actor="web:admin")
+    assert [r.method for r in results] == ["untrashed", "reimported", "noop", "failed"]
+    assert sandbox.state.dashboards["4"]["deleted"] is False
+    new_id = results[1].new_dashboard_id
+    assert new_id and sandbox.state.dashboards[new_id]["folder_id"] == "5"
+    assert "alerts" in results[1].not_restored
+    assert sum(1 for d in sandbox.state.dashboards.values() if d["title"] == "Trashed by Guardian long ago") == 1
+    rows = service.list_restores(get_store(settings))
+    assert [r["method"] for r in rows] == ["failed", "noop", "reimported", "untrashed"]
+    assert rows[-1]["actor"] == "web:admin"
+    # An un-trashed dashboard is no longer "trashed by the guardian" for the next purge.
+    next_plan = service.plan(settings)
+    assert "4" not in {a.dashboard_id for a in list_actions(get_store(settings), next_plan.id, kinds=["purge"])}
+
+
+def test_postgresql_store(pg_env: str, sandbox: Any) -> None:
+    from guardian.settings import load_settings
+
+    settings = load_settings()
+    plan = service.plan(settings)
+    assert service.apply(settings, plan.id).done == 6
+    assert service.apply(settings, plan.id).already_final == 6
+    assert audit.verify(get_store(settings)).ok
+
+
+def test_cli_plan_apply_restore_report(settings: Any, sandbox: Any) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([GUARDIAN, "looker", *args], capture_output=True, text=True, timeout=120)
+
+    planned = run("plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    data = json.loads(planned.stdout)
+    plan_id = data["plan"]["id"]
+    assert {a["dashboard_id"] for a in data["actions"] if a["kind"] == "soft_delete"} == TRASH
+    shown = run("plan", "--show", str(plan_id))
+    assert "Old Campaign 2023" in shown.stdout and "protected folder" in shown.stdout
+    applied = run("apply", str(plan_id), "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert "6 done" in applied.stdout
+    restored = run("restore", "5", "17")
+    assert restored.returncode == 0 and "untrashed" in restored.stdout and "reimported" in restored.stdout
+    assert "not restored: " in restored.stdout
+    missing = run("apply", "999", "--yes")
+    assert missing.returncode == 2 and "plan 999 does not exist" in missing.stderr
+    report = run("report", "--json")
+    assert json.loads(report.stdout)["plans"][0]["status"] == "applied"
