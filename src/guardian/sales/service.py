@@ -451,22 +451,29 @@ def summary_text(outcome: Outcome) -> str:
 
 
 def _report(d: Deps, request_id: str | None, requested_by: str | None, outcome: Outcome, dag_run_id: str) -> None:
+    """Tell the Sheets ledger (which also emails the requester), else email the requester directly."""
+    reported = False
     if request_id:
         try:
             from guardian.sheets.completion import report_run  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             log.warning("guardian.sheets.completion is not available; request %s not reported", request_id)
         else:
-            report_run(
-                d.settings,
-                request_id=request_id,
-                dag_run_id=dag_run_id,
-                ok=outcome.ok,
-                rows=outcome.rows,
-                output_uri=outcome.output_uri,
-                error=outcome.error,
-            )
-    if requested_by:
+            try:
+                report_run(
+                    d.settings,
+                    request_id=request_id,
+                    dag_run_id=dag_run_id,
+                    ok=outcome.ok,
+                    rows=outcome.rows,
+                    output_uri=outcome.output_uri,
+                    error=outcome.error,
+                )
+                reported = True
+            except GuardianError as exc:
+                # The run's outcome stands; the Sheets poll converges the row from the ledger.
+                log.warning("could not report request %s to the Sheets ledger: %s", request_id, exc)
+    if requested_by and not reported:
         from guardian.notify import email_configured, send_email
 
         if email_configured(d.settings):
