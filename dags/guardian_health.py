@@ -48,7 +48,7 @@ def guardian_health() -> None:
         store = get_store(settings)
         result = health.collect(settings, store)
         lineage.report(
-            inputs=[f"airflow://{result['source']}/dag_runs"], outputs=["guardian://store/monitoring_dag_runs"]
+            inputs=[f"guardian://airflow-{result['source']}/dag_run"], outputs=["guardian://store/monitoring_dag_runs"]
         )
         return result
 
