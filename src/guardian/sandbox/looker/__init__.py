@@ -78,3 +78,78 @@ def start(
     app = create_app(state, config)
     handle = start_in_thread(app, port=port)
     return LookerSandbox(handle.url, state, app, handle)
+
+
+@dataclass
+class SpawnedSandbox:
+    """A sandbox in its own process (benchmarks: the client does not share its GIL)."""
+
+    url: str
+    process: Any
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The LOOKERSDK_* variables that point looker-sdk at this sandbox."""
+        return {
+            "LOOKERSDK_BASE_URL": self.url,
+            "LOOKERSDK_CLIENT_ID": CLIENT_ID,
+            "LOOKERSDK_CLIENT_SECRET": CLIENT_SECRET,
+        }
+
+    def stats(self) -> dict[str, int]:
+        """Request counts per route, from the server."""
+        import requests
+
+        return dict(requests.get(f"{self.url}/sandbox/stats", timeout=10).json())
+
+    def reset_stats(self) -> None:
+        """Zero the request counts."""
+        import requests
+
+        requests.post(f"{self.url}/sandbox/stats/reset", timeout=10)
+
+    def set_latency(self, latency_ms: float) -> None:
+        """Change the latency added to every API request."""
+        import requests
+
+        requests.post(f"{self.url}/sandbox/latency", json={"latency_ms": latency_ms}, timeout=10)
+
+    def stop(self) -> None:
+        """Terminate the process."""
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def spawn(
+    *, dashboards: int, latency_ms: float = 0.0, inactive_fraction: float = 0.05, trashed_fraction: float = 0.05
+) -> SpawnedSandbox:
+    """Start ``guardian sandbox looker`` with a bulk instance in a subprocess and wait for it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from guardian.sandbox.serve import free_port, wait_for_port
+
+    port = free_port()
+    guardian = str(Path(sys.executable).parent / "guardian")
+    process = subprocess.Popen(
+        [
+            guardian,
+            "sandbox",
+            "looker",
+            "--port",
+            str(port),
+            "--dashboards",
+            str(dashboards),
+            "--latency-ms",
+            str(latency_ms),
+            "--inactive-fraction",
+            str(inactive_fraction),
+            "--trashed-fraction",
+            str(trashed_fraction),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port("127.0.0.1", port, timeout=120)
+    return SpawnedSandbox(f"http://127.0.0.1:{port}", process)
