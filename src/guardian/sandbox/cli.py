@@ -21,6 +21,8 @@ def looker(
         ),
     ] = None,
     token_ttl: Annotated[int, typer.Option(help="Seconds an access token stays valid.")] = 3600,
+    inactive_fraction: Annotated[float, typer.Option(help="Bulk seed: share of inactive dashboards.")] = 0.05,
+    trashed_fraction: Annotated[float, typer.Option(help="Bulk seed: share of long-trashed dashboards.")] = 0.05,
 ) -> None:
     """Serve the Looker API 4.0 sandbox in the foreground (client id sandbox-id, secret sandbox-secret)."""
     import uvicorn
@@ -32,7 +34,11 @@ def looker(
         status, _, rest = text.partition(":")
         probability, _, path = rest.partition(":")
         rules.append(FaultRule(status=int(status), probability=float(probability or 1), path=path or ".*"))
-    state = seed_bulk(LookerState(), dashboards) if dashboards else seed_demo(LookerState())
+    state = (
+        seed_bulk(LookerState(), dashboards, inactive_fraction=inactive_fraction, trashed_fraction=trashed_fraction)
+        if dashboards
+        else seed_demo(LookerState())
+    )
     config = SandboxConfig(latency_ms=latency_ms, token_ttl=token_ttl, faults=rules)
     typer.echo(f"Looker sandbox on http://127.0.0.1:{port} ({len(state.dashboards)} dashboards)", err=True)
     uvicorn.run(create_app(state, config), host="127.0.0.1", port=port, log_level="warning")
