@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Looker lifecycle on the Looker API sandbox: plan (dry run), the DAG in APPLY mode through
+# Airflow, then restore one trashed and one purged dashboard.
+set -euo pipefail
+
+PORT=$(python -c 'from guardian.sandbox.serve import free_port; print(free_port())')
+guardian sandbox looker --port "$PORT" >"$DEMO_DIR/looker-sandbox.log" 2>&1 &
+SANDBOX_PID=$!
+trap 'kill "$SANDBOX_PID" 2>/dev/null || true; wait "$SANDBOX_PID" 2>/dev/null || true' EXIT
+python -c "from guardian.sandbox.serve import wait_for_port; wait_for_port('127.0.0.1', $PORT, 60)"
+
+export LOOKERSDK_BASE_URL="http://127.0.0.1:$PORT"
+export LOOKERSDK_CLIENT_ID=sandbox-id
+export LOOKERSDK_CLIENT_SECRET=sandbox-secret
+# The demo instance is small: 5 of 18 dashboards to trash is above the default 20 % breaker.
+export GUARDIAN_LOOKER__MAX_FRACTION=0.5
+export GUARDIAN_LOOKER__PROTECTED_FOLDER_PATHS=Shared/Finance
+echo "Looker sandbox (seeded demo instance) at $LOOKERSDK_BASE_URL, pid $SANDBOX_PID"
+
+say "Looker: guardian looker plan (a dry run: nothing changes in Looker)"
+guardian looker plan
+
+say "Looker: airflow dags test looker_dashboard_deletion in APPLY mode"
+if ! airflow dags test looker_dashboard_deletion -c '{"mode": "apply"}' >"$DEMO_DIR/looker-dag.log" 2>&1; then
+  tail -40 "$DEMO_DIR/looker-dag.log"
+  exit 1
+fi
+grep -E "moved to trash|permanently deleted|^plan [0-9]+:" "$DEMO_DIR/looker-dag.log" | sed 's/^.*INFO - //' | sort -u || true
+PLAN_ID=$(guardian looker report --json | python -c 'import json,sys; print(json.load(sys.stdin)["plans"][0]["id"])')
+guardian looker plan --show "$PLAN_ID"
+
+say "Looker: restore dashboard 4 (trashed) and dashboard 17 (purged, re-imported from its backup)"
+guardian looker restore 4 17
+guardian looker report --limit 5
