@@ -100,7 +100,7 @@ def parse(text: str) -> A1Range:
         sheet, rest = raw.split("!", 1)
     else:
         # A bare name that is not a cell reference is a whole tab.
-        if not _is_cells(raw):
+        if not all(_is_cells(part) for part in raw.split(":")):
             return A1Range(sheet=raw)
     if sheet is not None and rest == "":
         return A1Range(sheet=sheet)
