@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pendulum
 from airflow.providers.common.compat.sdk import TriggerRule, dag, task
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -32,7 +34,8 @@ Row lifecycle: `run` (typed) -> `queued` -> `running` -> `completed` / `failed`;
 
 @dag(
     dag_id="google_sheet_trigger_dag",
-    schedule="*/5 * * * *",
+    # A plain env read (no I/O): operators may poll more often than every 5 minutes.
+    schedule=os.environ.get("GUARDIAN_SHEETS__POLL_SCHEDULE") or "*/5 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -51,6 +51,12 @@ class SheetsSettings(Section):
         description="If more than this passed between the read and the write-back, re-read the rows about to be "
         "written (one values.batchGet) and leave those a person edited meanwhile; 0 re-checks every time.",
     )
+    poll_schedule: str = Field(
+        "*/5 * * * *",
+        pattern=r"^[0-9*/,\- ]+$",
+        description="Cron schedule of google_sheet_trigger_dag, read by the DAG file from the environment of the "
+        "DAG processor (a .env file is not read there); e.g. * * * * * for every minute.",
+    )
     alert_email: bool = Field(
         True, description="Email GUARDIAN_NOTIFY__EMAIL_TO when the poll starts failing (once until it recovers)."
     )

@@ -277,8 +277,8 @@ def poll(
         result.written_rows = len(writes)
         with store.write() as conn:
             for number, req in planned_req.items():
-                if number in writes and req.acked_at is None:
-                    ledger.set_fields(conn, req.request_id, acked_at=clock(), sheet_status=req.status)
+                if number in writes:
+                    ledger.set_fields(conn, req.request_id, acked_at=req.acked_at or clock(), sheet_status=req.status)
             ledger.save_poll(
                 conn, source, outcome="changed", values_hash=values_hash(_apply(values, rng, table, writes))
             )
