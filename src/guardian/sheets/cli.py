@@ -91,3 +91,32 @@ def requests(
             r["created_at"].strftime("%Y-%m-%d %H:%M"),
         )
     console.print(table)
+
+
+@app.command("show")
+def show(
+    a1_range: Annotated[str | None, typer.Option("--range", help="A1 range (default GUARDIAN_SHEETS__RANGE).")] = None,
+    max_chars: Annotated[int, typer.Option(help="Cut cells longer than this for display.")] = 60,
+) -> None:
+    """Print the control sheet as the guardian reads it (formulas shown as formulas)."""
+    from guardian.errors import ConfigError
+    from guardian.sheets.client import SheetsClient
+
+    settings = _settings()
+    sid = settings.sheets.spreadsheet_id
+    if not sid:
+        raise ConfigError("GUARDIAN_SHEETS__SPREADSHEET_ID is not set; set it to the control spreadsheet's id")
+    rng = a1_range or settings.sheets.range
+    values = SheetsClient.from_settings(settings).get_values(sid, rng, render="FORMULA")
+    if not values:
+        console.print(f"{sid} {rng}: empty")
+        return
+    width = max(len(r) for r in values)
+    table = Table(title=f"{sid} {rng}", show_lines=False)
+    table.add_column("row", justify="right")
+    for title in values[0] + [""] * (width - len(values[0])):
+        table.add_column(title)
+    for number, row in enumerate(values[1:], start=2):
+        cells = [(c if len(c) <= max_chars else c[: max_chars - 1] + "…") for c in row]
+        table.add_row(str(number), *cells, *[""] * (width - len(row)))
+    console.print(table)

@@ -46,7 +46,7 @@ class SheetsSettings(Section):
         200, ge=1, le=1000, description="Circuit breaker: new requests accepted by one poll; the rest wait."
     )
     recheck_after_seconds: float = Field(
-        2.0,
+        10.0,
         ge=0,
         description="If more than this passed between the read and the write-back, re-read the rows about to be "
         "written (one values.batchGet) and leave those a person edited meanwhile; 0 re-checks every time.",

@@ -164,3 +164,10 @@ def test_write_table_creates_then_replaces_a_tab(client: SheetsClient, sheets_sa
     values = client.get_values(DEMO_SPREADSHEET_ID, "'Sales out'")
     assert len(values) == 1200 and values[0] == ["only"]
     assert client.title(DEMO_SPREADSHEET_ID) == "Guardian demo control sheet"
+
+
+def test_batch_get_of_many_ranges_goes_as_post_override(client: SheetsClient, sheets_sandbox: Sandbox) -> None:
+    # Hundreds of ranges make the URL too long: the library sends POST + X-HTTP-Method-Override: GET.
+    ranges = [f"Requests!A{n}:K{n}" for n in range(1, 401)]
+    got = client.batch_get_values(DEMO_SPREADSHEET_ID, ranges)
+    assert len(got) == 400 and got[0][0][0] == "Country" and got[399] == []

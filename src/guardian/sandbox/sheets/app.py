@@ -475,7 +475,17 @@ def create_app(state: SheetsSandbox | None = None) -> Any:
     # -- the Sheets API v4 -------------------------------------------------------------
     @app.api_route("/v4/spreadsheets/{rest:path}", methods=["GET", "PUT", "POST"])
     async def api(rest: str, request: Request) -> JSONResponse:
-        method, args = _route(request.method, unquote(rest))
+        http_method = request.method
+        q: Any = request.query_params
+        override = request.headers.get("x-http-method-override", "").upper()
+        if http_method == "POST" and override == "GET":
+            # google-api-python-client turns a GET whose URL is too long into a POST carrying
+            # the query in a form body (e.g. values.batchGet of many ranges).
+            from starlette.datastructures import QueryParams
+
+            http_method = "GET"
+            q = QueryParams((await request.body()).decode())
+        method, args = _route(http_method, unquote(rest))
         fault = sandbox.before_call(method)
         if fault is not None:
             if fault.delay:
@@ -483,9 +493,8 @@ def create_app(state: SheetsSandbox | None = None) -> Any:
                 await asyncio.sleep(fault.delay)
             if fault.status:
                 raise ApiError(fault.status, f"Injected fault {fault.status} on {method}")
-        q = request.query_params
         body: dict[str, Any] = {}
-        if request.method in {"PUT", "POST"}:
+        if http_method in {"PUT", "POST"}:
             raw = await request.body()
             if raw:
                 import json
