@@ -150,7 +150,7 @@ def _step(d: Deps, run_id: str, step: str) -> Iterator[None]:
         yield
     except Exception as exc:
         message = str(exc) if isinstance(exc, GuardianError) else f"{type(exc).__name__}: {exc}"
-        runs.update_run(d.store, run_id, error=f"{step}: {message}")
+        runs.update_run(d.store, run_id, error=message if message.startswith(step) else f"{step}: {message}")
         raise
 
 
