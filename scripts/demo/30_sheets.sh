@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${DEMO_DIR:?run through scripts/demo.sh}"
+export COLUMNS="${COLUMNS:-200}"
+SHOW_COLUMNS="Country,Brand,Start date,End date,Requested by,Status,Run ID,Message"
 
 PORT=$(python -c "from guardian.sandbox.serve import free_port; print(free_port())")
 LOG="$DEMO_DIR/sheets-sandbox.log"
@@ -21,7 +23,7 @@ export GUARDIAN_SHEETS__API_ENDPOINT="http://127.0.0.1:$PORT/"
 export GUARDIAN_SHEETS__RANGE='Requests!A1:K'
 
 say "Sheets: the control sheet as a person left it (sandbox on port $PORT)"
-guardian sheets show
+guardian sheets show --columns "$SHOW_COLUMNS" --max-chars 90
 
 say "Sheets: dry run of one poll (reads only)"
 guardian sheets poll --dry-run
@@ -30,7 +32,7 @@ say "Sheets: airflow dags test google_sheet_trigger_dag (poll -> trigger -> conf
 airflow dags test google_sheet_trigger_dag >"$DEMO_DIR/sheets-poll-dag.log" 2>&1 || {
   tail -40 "$DEMO_DIR/sheets-poll-dag.log"; exit 1; }
 grep -E "sheets poll:|Marking run|state=" "$DEMO_DIR/sheets-poll-dag.log" | tail -3 | cut -c1-400 || true
-guardian sheets show
+guardian sheets show --columns "$SHOW_COLUMNS" --max-chars 90
 guardian sheets requests
 
 REQUEST_ID=$(guardian sheets requests --json --status triggered | python -c "import json,sys; print(json.load(sys.stdin)[0]['request_id'])")
@@ -51,7 +53,7 @@ airflow dags test bigquery_sales_query -c "$CONF" >"$DEMO_DIR/sheets-sales-run.l
   tail -40 "$DEMO_DIR/sheets-sales-run.log"; exit 1; }
 
 say "Sheets: the row after the sales run"
-guardian sheets show
+guardian sheets show --columns "$SHOW_COLUMNS" --max-chars 90
 guardian sheets requests -n 5
 STATUS=$(guardian sheets requests --json | python -c "
 import json, sys

@@ -97,6 +97,9 @@ def requests(
 def show(
     a1_range: Annotated[str | None, typer.Option("--range", help="A1 range (default GUARDIAN_SHEETS__RANGE).")] = None,
     max_chars: Annotated[int, typer.Option(help="Cut cells longer than this for display.")] = 60,
+    columns: Annotated[
+        str | None, typer.Option(help="Only these header columns, comma-separated (case-insensitive).")
+    ] = None,
 ) -> None:
     """Print the control sheet as the guardian reads it (formulas shown as formulas)."""
     from guardian.errors import ConfigError
@@ -112,11 +115,14 @@ def show(
         console.print(f"{sid} {rng}: empty")
         return
     width = max(len(r) for r in values)
+    header = values[0] + [""] * (width - len(values[0]))
+    wanted = {c.strip().lower() for c in columns.split(",")} if columns else None
+    keep = [i for i, title in enumerate(header) if wanted is None or title.strip().lower() in wanted]
     table = Table(title=f"{sid} {rng}", show_lines=False)
     table.add_column("row", justify="right")
-    for title in values[0] + [""] * (width - len(values[0])):
-        table.add_column(title)
+    for i in keep:
+        table.add_column(header[i], overflow="fold")
     for number, row in enumerate(values[1:], start=2):
-        cells = [(c if len(c) <= max_chars else c[: max_chars - 1] + "…") for c in row]
-        table.add_row(str(number), *cells, *[""] * (width - len(row)))
+        cells = [row[i] if i < len(row) else "" for i in keep]
+        table.add_row(str(number), *[(c if len(c) <= max_chars else c[: max_chars - 1] + "…") for c in cells])
     console.print(table)
