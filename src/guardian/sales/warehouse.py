@@ -549,15 +549,21 @@ class BigQueryWarehouse:
         self._run(sql, {"country": ("STRING", country), "brand": ("STRING", brand)})
         folder = key_stem.rsplit("/", 1)[0] + "/"
         stem = key_stem.rsplit("/", 1)[1]
+        import tempfile
+
         files = []
-        for key in storage.list(folder):
-            if key.rsplit("/", 1)[1].startswith(stem + "-"):
-                data = storage.get(key)
-                files.append(
-                    ExportedFile(
-                        key=key, uri=storage.uri(key), bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+        with tempfile.TemporaryDirectory(prefix="guardian-sales-") as tmp:
+            local = Path(tmp) / "part"
+            for key in storage.list(folder):
+                if key.rsplit("/", 1)[1].startswith(stem + "-"):
+                    # Streamed to disk and hashed in chunks: a file of any size, bounded memory.
+                    storage.download(key, local)
+                    files.append(
+                        ExportedFile(
+                            key=key, uri=storage.uri(key), bytes=local.stat().st_size, sha256=_sha256_file(local)
+                        )
                     )
-                )
+                    local.unlink()
         return files
 
     def drop_result(self, name: str) -> None:
