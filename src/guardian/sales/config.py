@@ -82,3 +82,10 @@ class SalesSettings(Section):
         description="Quality checks reported as warnings instead of failing the run (e.g. currency_known).",
     )
     sheet_tab: str = Field("sales", description="Default tab name for the optional sheet output.")
+    duckdb_memory_mb: int = Field(
+        160,
+        ge=32,
+        description="Memory limit of the DuckDB backend per query in MB (it spills to disk beyond it), "
+        "which keeps an extract process well under 500 MB whatever the result size.",
+    )
+    duckdb_threads: int = Field(2, ge=1, le=64, description="Threads of the DuckDB backend per query.")

@@ -175,6 +175,8 @@ class DuckDBWarehouse:
             settings.duckdb_path,
             TableRef(cfg.project, cfg.dataset, cfg.table),
             settings.data_dir / "sales" / "scratch",
+            memory_limit=f"{cfg.duckdb_memory_mb}MB",
+            threads=cfg.duckdb_threads,
         )
 
     def _require_source(self) -> None:

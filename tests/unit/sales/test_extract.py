@@ -145,7 +145,11 @@ def test_quality_gate_fails_on_planted_bad_rows_and_leaves_no_output(warehouse: 
     failed = {r["check_name"] for r in latest_results(store, subject="bad") if not r["passed"]}
     assert failed == {"currency_known", "sign_consistent", "unique_entry_no"}
     record = runs.get_run(store, "bad")
-    assert record is not None and record["status"] == "failed" and record["error"].startswith("quality gate:")
+    assert (
+        record is not None
+        and record["status"] == "failed"
+        and record["error"].startswith("quality gate failed for run bad")
+    )
     assert record["output_uri"] is None
 
 
