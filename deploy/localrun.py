@@ -109,6 +109,11 @@ class Config:
         return self.secrets_dir / "simple_auth_manager_passwords.json"
 
     @property
+    def admin_password_file(self) -> Path:
+        """The admin password alone (what GUARDIAN_MONITORING__AIRFLOW_PASSWORD_REF points at)."""
+        return self.secrets_dir / "admin_password"
+
+    @property
     def ui_url(self) -> str:
         """Address of the Airflow UI and REST API."""
         return f"http://127.0.0.1:{self.port}"
@@ -160,6 +165,9 @@ def ensure_secrets(cfg: Config) -> dict[str, str]:
         passwords["admin"] = secrets.token_urlsafe(18)
         _write_private(cfg.passwords_file, json.dumps(passwords) + "\n")
         generated.append("admin password")
+    # The same password as a bare file, for file: references (the health DAG's REST API login).
+    if not cfg.admin_password_file.exists() or cfg.admin_password_file.read_text().strip() != passwords["admin"]:
+        _write_private(cfg.admin_password_file, passwords["admin"] + "\n")
     if generated:
         print(f"generated {', '.join(generated)} in {cfg.secrets_dir}")
     return values
@@ -239,6 +247,11 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
             # The Guardian store: the guardian_db connection for tasks, GUARDIAN_STORE__URL for the CLI.
             "AIRFLOW_CONN_GUARDIAN_DB": "postgres://" + guardian_url.split("://", 1)[1],
             "GUARDIAN_STORE__URL": guardian_url,
+            # guardian_health reads run history through the REST API, as in production.
+            "GUARDIAN_MONITORING__AIRFLOW_API_URL": cfg.ui_url,
+            "GUARDIAN_MONITORING__AIRFLOW_USERNAME": "admin",
+            "GUARDIAN_MONITORING__AIRFLOW_PASSWORD_REF": f"file:{cfg.admin_password_file}",
+            "GUARDIAN_NOTIFY__UI_BASE_URL": cfg.ui_url,
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
@@ -356,7 +369,7 @@ def spawn(cfg: Config, proc: Proc, env: Mapping[str, str]) -> int:
     return child.pid
 
 
-def http_ok(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+def http_ok(url: str, timeout: float = 10.0) -> tuple[bool, str]:
     """GET url; healthy on 2xx. Returns (ok, short body or error)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -8,16 +8,11 @@ database) and the tests run in file order against it.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from topology import harness, scenarios
 
@@ -56,7 +51,8 @@ def _probe_rows(dsn: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 def test_every_service_is_healthy_and_both_workers_answer(topology: harness.Running) -> None:
     module = topology.module
-    health = module.component_health(topology.cfg, module.load_topology())
+    # Two shared cores: give a busy API server a few probes before calling it unhealthy.
+    health = module.wait_healthy(topology.cfg, module.load_topology(), 60)
     assert health == {
         "airflow-apiserver": "healthy",
         "airflow-scheduler": "healthy",
@@ -78,50 +74,6 @@ def test_tasks_run_on_both_celery_workers(topology: harness.Running, probe_dsn: 
     workers = {row[0] for row in _probe_rows(probe_dsn, "SELECT worker FROM probe_effects")}
     # Four 3-second tasks with concurrency 2 per worker: the broker spreads them over both.
     assert workers == {"worker1", "worker2"}
-
-
-def test_sigkill_worker_mid_task_is_retried_elsewhere_without_duplicate_effect(
-    topology: harness.Running, probe_dsn: str
-) -> None:
-    run_id = topology.api.trigger("topology_probe", {"sleep": 45})
-    deadline = time.monotonic() + 120
-    rows: list[tuple[Any, ...]] = []
-    while time.monotonic() < deadline and not rows:
-        rows = _probe_rows(probe_dsn, "SELECT worker, try_number FROM probe_attempts WHERE run_id = %s", run_id)
-        time.sleep(0.5)
-    assert rows, "the probe task never started"
-    victim, first_try = rows[0]
-    pid = topology.pid(f"airflow-worker-{victim.removeprefix('worker')}")
-    assert pid is not None
-    # Every process of that worker: the Celery parent, its pool, the task supervisor and the task
-    # itself (which runs in a session of its own), as when the machine or container dies.
-    victims = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
-    for victim_pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim_pid, signal.SIGKILL)
-    killed_at = time.monotonic()
-
-    assert topology.api.wait_run("topology_probe", run_id, timeout=240) == "success"
-    recovered_in = time.monotonic() - killed_at
-    attempts = _probe_rows(
-        probe_dsn, "SELECT worker, try_number FROM probe_attempts WHERE run_id = %s ORDER BY id", run_id
-    )
-    effects = _probe_rows(probe_dsn, "SELECT worker FROM probe_effects WHERE run_id = %s", run_id)
-    survivor = "worker2" if victim == "worker1" else "worker1"
-    assert attempts[0] == (victim, first_try)
-    assert attempts[-1][0] == survivor
-    assert attempts[-1][1] > first_try
-    assert effects == [(survivor,)], "the side effect must be applied exactly once, by the retry"
-    tries = topology.api.tries("topology_probe", run_id, "side_effect")
-    assert [t["state"] for t in tries][-1] == "success"
-    assert len(tries) >= 2
-    print(f"SIGKILL of {victim}: retried on {survivor}, run finished {recovered_in:.0f}s after the kill")
-
-    # Bring the killed worker back so the rest of the module sees the full topology.
-    module = topology.module
-    env = module.environment(topology.cfg)
-    proc = next(p for p in module.processes(topology.cfg) if p.name == f"airflow-worker-{victim[-1]}")
-    module.spawn(topology.cfg, proc, env)
 
 
 @pytest.mark.parametrize("dag_id", scenarios.REAL_DAGS)
