@@ -33,7 +33,7 @@ audit chain. Alerts are deduplicated: one message when a condition starts, one w
     max_active_runs=1,
     doc_md=DOC,
     tags=[Tag.GUARDIAN, Tag.PLATFORM, Tag.MONITORING],
-    default_args=dagkit.default_args(retries=1, retry_delay_minutes=1),
+    default_args=dagkit.default_args(retries=1, retry_delay_minutes=0.5),
     on_failure_callback=dagkit.on_failure,
 )
 def guardian_health() -> None:

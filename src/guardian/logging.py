@@ -85,6 +85,10 @@ def register_settings_secrets(settings: Settings) -> list[str]:
             except Exception:  # an unresolvable reference holds nothing to mask
                 continue
             names.append(info.env_var)
+    try:
+        register_secret(settings.store_password())
+    except Exception:
+        pass
     for entry in settings.web.users:
         _, _, ref = entry.partition(":")
         if ref.startswith(("env:", "file:")):

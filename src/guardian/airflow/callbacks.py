@@ -46,7 +46,7 @@ def _describe(context: Any) -> dict[str, Any]:
     }
 
 
-def _share_secrets_with_airflow(settings: Any) -> None:
+def share_secrets_with_airflow(settings: Any) -> None:
     """Register the guardian's secrets with Airflow's masker too, so task logs mask them."""
     from guardian.logging import register_settings_secrets, registered_secrets
 
@@ -73,7 +73,7 @@ def alert(context: Any, kind: str) -> dict[str, Any]:
         from guardian.store import get_store
 
         settings = task_settings()
-        _share_secrets_with_airflow(settings)
+        share_secrets_with_airflow(settings)
         info["error"] = mask_text(info["error"] or "") or None
         store = get_store(settings)
         if kind == "failure":

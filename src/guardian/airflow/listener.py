@@ -68,11 +68,23 @@ def _record(ti: Any, state: str) -> None:
 
 @hookimpl
 def on_task_instance_running(previous_state: Any, task_instance: Any) -> None:
-    """Remember the wall clock and CPU time at the start of the try."""
+    """Hand the guardian's secrets to Airflow's masker; remember wall clock and CPU time."""
     try:
         _started[_key(task_instance)] = (time.monotonic(), _cpu_seconds())
     except Exception:
         log.debug("guardian listener: no start mark", exc_info=True)
+    try:
+        from guardian.airflow.callbacks import share_secrets_with_airflow
+        from guardian.airflow.dagkit import task_settings
+
+        share_secrets_with_airflow(task_settings())
+        # Airflow's supervisor redacts task logs in a real deployment; in-process runs
+        # (``airflow dags test``) have no supervisor, so our own filter masks log records too.
+        from guardian.logging import install_masking_filter
+
+        install_masking_filter()
+    except Exception:
+        log.warning("guardian: could not register secrets with the masker", exc_info=True)
 
 
 @hookimpl
