@@ -1,0 +1,109 @@
+"""Threshold conditions and their dedup, on the real store (SQLite), without delivery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from guardian.errors import ConfigError
+from guardian.monitoring.alerts import Condition, evaluate, open_alerts, parse_intervals, reconcile
+from guardian.monitoring.health import RunRecord, compute_health, percentile, prune, upsert_runs
+from guardian.settings import load_settings
+from guardian.store import get_store
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+def _runs(dag: str, durations: list[float], *, state: str = "success", every: timedelta = timedelta(minutes=5)) -> list:
+    out = []
+    for i, d in enumerate(durations):
+        end = NOW - every * (len(durations) - i)
+        out.append(RunRecord(dag, f"{dag}-{i}", state, end - timedelta(seconds=d), end))
+    return out
+
+
+def test_percentile_and_intervals() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([1, 2, 3, 4], 0.5) == 2.5
+    assert percentile([10.0] * 19 + [100.0], 0.95) == pytest.approx(14.5)
+    assert parse_intervals(["a=15m", "b=3h", "c=32d"]) == {
+        "a": timedelta(minutes=15),
+        "b": timedelta(hours=3),
+        "c": timedelta(days=32),
+    }
+    with pytest.raises(ConfigError, match="EXPECTED_INTERVALS"):
+        parse_intervals(["a=soon"])
+
+
+def test_slow_run_no_success_quality_and_audit_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "GUARDIAN_MONITORING__EXPECTED_INTERVALS", "google_sheet_trigger_dag=15m,looker_dashboard_deletion=32d"
+    )
+    settings = load_settings()
+    store = get_store(settings)
+    # 20 runs of ~60 s, then one of 400 s (> 2 x p95).
+    upsert_runs(store, _runs("bigquery_sales_query", [60.0 + i % 3 for i in range(20)] + [400.0]), source="test")
+    # The poller's last success was 40 minutes ago.
+    upsert_runs(store, _runs("google_sheet_trigger_dag", [5.0], every=timedelta(minutes=40)), source="test")
+    summaries = compute_health(store, now=NOW)
+    conditions = evaluate(
+        settings,
+        store,
+        summaries,
+        now=NOW,
+        quality_failures=[{"suite": "sales_extract", "check_name": "row_count"}],
+        audit_problem="row 7 was edited",
+    )
+    keys = {c.key: c for c in conditions}
+    assert set(keys) == {
+        "slow_run:bigquery_sales_query",
+        "no_success:google_sheet_trigger_dag",
+        "quality:sales_extract",
+        "audit_chain",
+    }
+    assert "took 400 s" in keys["slow_run:bigquery_sales_query"].message
+    assert "last success 40 min ago" in keys["no_success:google_sheet_trigger_dag"].message
+    # looker_dashboard_deletion has never been seen here: nothing to miss yet.
+
+
+def test_failure_rate_needs_enough_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    store = get_store(settings)
+    upsert_runs(store, _runs("x", [5.0, 5.0], state="failed"), source="test")
+    assert not [
+        c for c in evaluate(settings, store, compute_health(store, now=NOW), now=NOW) if c.kind == "failure_rate"
+    ]
+    more = [
+        RunRecord("x", f"more-{i}", "failed", NOW - timedelta(minutes=i, seconds=5), NOW - timedelta(minutes=i))
+        for i in range(3)
+    ]
+    upsert_runs(store, more, source="test")
+    [rate] = [c for c in evaluate(settings, store, compute_health(store, now=NOW), now=NOW) if c.kind == "failure_rate"]
+    assert rate.key == "failure_rate:x" and rate.value == 1.0 and "5 of the last 5 runs failed" in rate.message
+
+
+def test_reconcile_opens_once_and_clears_once() -> None:
+    store = get_store(load_settings())
+    c = Condition("slow_run:x", "slow_run", "x is slow", "x", 10.0)
+    assert [t.started for t in reconcile(store, [c], NOW)] == [True]
+    assert reconcile(store, [c], NOW + timedelta(hours=1)) == []
+    assert len(open_alerts(store)) == 1
+    assert [t.started for t in reconcile(store, [], NOW + timedelta(hours=2))] == [False]
+    assert reconcile(store, [], NOW + timedelta(hours=3)) == []
+    # The same condition again later is a new alert.
+    assert [t.started for t in reconcile(store, [c], NOW + timedelta(hours=4))] == [True]
+
+
+def test_upsert_updates_state_and_prune_drops_old_history() -> None:
+    store = get_store(load_settings())
+    running = RunRecord("d", "r1", "running", NOW - timedelta(minutes=1), None)
+    assert upsert_runs(store, [running], source="t") == 1
+    assert upsert_runs(store, [running], source="t") == 0
+    done = RunRecord("d", "r1", "failed", NOW - timedelta(minutes=1), NOW, failed_tasks=["t1"])
+    assert upsert_runs(store, [done], source="t") == 1
+    [h] = compute_health(store, ["d"], now=NOW + timedelta(seconds=1))
+    assert h.failed_7d == 1 and h.failing_tasks == {"t1": 1} and h.last_success is None
+    old = RunRecord("d", "old", "success", NOW - timedelta(days=200, minutes=1), NOW - timedelta(days=200))
+    upsert_runs(store, [old], source="t")
+    assert prune(store, 90, now=NOW) == 1
