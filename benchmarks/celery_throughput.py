@@ -1,0 +1,109 @@
+"""Celery path throughput and the scheduler's schedule-to-start latency on the local topology.
+
+Starts the local topology (start_airflow.sh --local's processes, isolated: own databases, ports,
+Redis database) with 1 and then 2 Celery workers, triggers N runs of a one-task DAG through the
+REST API, and reports for each:
+
+- tasks per minute completed (N / time from the first trigger to the last task's end);
+- schedule-to-start latency p50 / p95 (task instance `scheduled_when` -> `start_date`);
+
+and the 2-worker / 1-worker throughput ratio (the baseline is the 1-worker run). Every task is a
+real Airflow task: a supervisor process and a task process per run, as in production.
+
+    .venv/bin/python benchmarks/celery_throughput.py [--tasks 200] [--concurrency 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "src"))
+
+from topology import harness  # noqa: E402
+
+DAG_ID = "celery_bench"
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(workers: int, tasks: int, concurrency: int) -> dict[str, float]:
+    """Run `tasks` one-task DAG runs on a fresh topology with `workers` workers."""
+    with tempfile.TemporaryDirectory(prefix="celery-bench-") as tmp:
+        dags = Path(tmp) / "dags"
+        dags.mkdir()
+        (dags / "celery_bench.py").symlink_to(harness.PROBE_DAGS / "celery_bench.py")
+        with harness.local_topology(
+            Path(tmp),
+            workers=workers,
+            worker_concurrency=concurrency,
+            dags_folder=dags,
+            extra_env={"AIRFLOW__CORE__PARALLELISM": "64"},
+        ) as topo:
+            api = topo.api
+            api.wait_dag(DAG_ID)
+            # One warm-up run so that imports and connections are not billed to the first tasks.
+            api.wait_run(DAG_ID, api.trigger(DAG_ID), timeout=300)
+            started = time.monotonic()
+            run_ids = [api.trigger(DAG_ID) for _ in range(tasks)]
+            deadline = started + 60 * 60
+            pending = set(run_ids)
+            while pending and time.monotonic() < deadline:
+                runs = api.get(f"dags/{DAG_ID}/dagRuns", limit=tasks + 10, state=["success", "failed"])["dag_runs"]
+                pending -= {r["dag_run_id"] for r in runs}
+                time.sleep(1)
+            wall = time.monotonic() - started
+            if pending:
+                raise SystemExit(f"{len(pending)} runs unfinished after an hour")
+            latencies, failed = [], 0
+            for run_id in run_ids:
+                (ti,) = api.task_instances(DAG_ID, run_id)
+                failed += ti["state"] != "success"
+                latencies.append((_ts(ti["start_date"]) - _ts(ti["scheduled_when"])).total_seconds())
+    return {
+        "workers": workers,
+        "tasks": tasks,
+        "failed": failed,
+        "wall_s": wall,
+        "tasks_per_min": tasks / wall * 60,
+        "p50_s": statistics.median(latencies),
+        "p95_s": _pct(latencies, 0.95),
+    }
+
+
+def main() -> None:
+    """Measure with 1 and 2 workers and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker")
+    parser.add_argument("--quick", action="store_true", help="20 tasks (smoke run)")
+    args = parser.parse_args()
+    tasks = 20 if args.quick else args.tasks
+    results = [measure(workers, tasks, args.concurrency) for workers in (1, 2)]
+    print(f"\nCelery path, {tasks} one-task runs, worker concurrency {args.concurrency}:")
+    print(f"{'workers':>8} {'tasks/min':>10} {'wall s':>8} {'p50 s':>7} {'p95 s':>7} {'failed':>7}")
+    for r in results:
+        print(
+            f"{r['workers']:>8} {r['tasks_per_min']:>10.1f} {r['wall_s']:>8.1f} "
+            f"{r['p50_s']:>7.2f} {r['p95_s']:>7.2f} {r['failed']:>7}"
+        )
+    ratio = results[1]["tasks_per_min"] / results[0]["tasks_per_min"]
+    print(f"throughput ratio 2 workers / 1 worker (baseline): {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
