@@ -3,10 +3,10 @@
 Rows look like LS Central's Trans. Sales Entry: stores per country and brand, POS terminals,
 transactions of a few lines, items, sales and returns (negative quantity and amount), VAT,
 discounts and the local currency. The data is generated inside DuckDB from a hash of the row
-number and the seed, so the same seed always gives the same table, and 10 M rows take seconds
-without passing through Python. The table is written ordered by (sale_date, country_code,
-brand_code): DuckDB's row-group min/max then prunes like BigQuery's date partitions and
-clustering do.
+number and the seed, so the same seed always gives the same table, and no row passes through
+Python. Rows are generated in (sale_date, country_code, brand_code, store_no) order without a
+sort (country, brand and store follow from a row's position within its day, by weight), so
+DuckDB's row-group min/max prunes like BigQuery's date partitions and clustering do.
 """
 
 from __future__ import annotations
@@ -49,6 +49,34 @@ class DemoResult:
     seconds: float
     first_date: date
     last_date: date
+
+
+COUNTRY_WEIGHT = {"TH": 28, "VN": 20, "ID": 18, "MY": 14, "PH": 12, "SG": 8}
+BRAND_WEIGHT = {"X": 32, "Y": 24, "Z": 18, "NOVA": 14, "ACME": 12}
+
+
+def _pick(fraction: str, codes: list[str], weights: dict[str, int], prefix: str = "") -> str:
+    """SQL choosing a code by where ``fraction`` (0..1) falls in the codes' cumulative weights.
+
+    Rows are generated in date order; picking country, then brand, then store from the row's
+    position within its day stores the table in (date, country, brand, store) order with no sort.
+    Returns the code (``<prefix>code``), the slice's lower bound and width (for the next level).
+    """
+    total = sum(weights.get(c, 10) for c in codes)
+    bounds, low = [], 0.0
+    for code in codes:
+        width = weights.get(code, 10) / total
+        bounds.append((code, low, width))
+        low += width
+    code_case = " ".join(f"WHEN {fraction} < {lo + w!r} THEN '{c}'" for c, lo, w in bounds[:-1])
+    lo_case = " ".join(f"WHEN {fraction} < {lo + w!r} THEN {lo!r}" for c, lo, w in bounds[:-1])
+    w_case = " ".join(f"WHEN {fraction} < {lo + w!r} THEN {w!r}" for c, lo, w in bounds[:-1])
+    last_code, last_lo, last_w = bounds[-1]
+    return (
+        f"CASE {code_case} ELSE '{last_code}' END AS {prefix}code, "
+        f"CASE {lo_case} ELSE {last_lo!r} END AS {prefix}lo, "
+        f"CASE {w_case} ELSE {last_w!r} END AS {prefix}width"
+    )
 
 
 def _sql_list(values: list[str]) -> str:
@@ -95,20 +123,26 @@ def generate(
             WITH base AS (
               SELECT
                 i,
+                i + 1 AS rn,
                 DATE '{start.isoformat()}' + CAST((i * {days}) // {rows} AS INTEGER) AS sale_date,
-                {_sql_list(countries)}[1 + CAST(hash(i, {seed}, 1) % {len(countries)} AS BIGINT)] AS country_code,
-                {_sql_list(brands)}[1 + CAST(hash(i, {seed}, 2) % {len(brands)} AS BIGINT)] AS brand_code,
+                CAST((i * {days}) % {rows} AS DOUBLE) / {rows} AS f,
                 CAST(hash(i, {seed}, 3) % 1000000007 AS BIGINT) AS h3,
                 CAST(hash(i, {seed}, 4) % 1000000007 AS BIGINT) AS h4,
                 CAST(hash(i, {seed}, 5) % 1000000007 AS BIGINT) AS h5
               FROM range({rows}) t(i)
-            ), ordered AS (
-              SELECT *,
-                country_code || '-' || brand_code || '-' || lpad(CAST(h3 % 8 + 1 AS VARCHAR), 2, '0') AS store_no
-              FROM base
-              ORDER BY sale_date, country_code, brand_code, store_no, i
+            ), by_country AS (
+              SELECT *, {_pick("f", countries, COUNTRY_WEIGHT)} FROM base
+            ), by_brand AS (
+              SELECT *, {_pick("(f - lo) / width", brands, BRAND_WEIGHT, "b_")} FROM by_country
             ), numbered AS (
-              SELECT *, row_number() OVER () AS rn FROM ordered
+              SELECT *,
+                code AS country_code,
+                b_code AS brand_code,
+                code || '-' || b_code || '-'
+                  || lpad(CAST(CAST(1 + least(7, floor(((f - lo) / width - b_lo) / b_width * 8)) AS BIGINT)
+                          AS VARCHAR), 2, '0')
+                  AS store_no
+              FROM by_brand
             ), priced AS (
               SELECT *,
                 CASE WHEN h4 % 100 < 5 THEN 'RETURN' ELSE 'SALE' END AS entry_type,
@@ -147,7 +181,6 @@ def generate(
               CAST(sale_date AS TIMESTAMP) + to_seconds(CAST((8 + h3 % 14) * 3600 + (h4 % 60) * 60 AS BIGINT))
                 AS created_at
             FROM priced
-            ORDER BY rn
             """
         )
         refresh_stats(con, table)

@@ -57,6 +57,13 @@ def test_rows_follow_the_schema_and_the_business_rules(tmp_path: Path) -> None:
             "lag(sale_date, 1, sale_date) OVER (ORDER BY entry_no) prev FROM sales.sales_entries)"
         ).fetchone()
         assert ordered[0] is True
+        # ...and each (date, country, brand) is one contiguous block, like a clustered partition.
+        blocks, keys = con.execute(
+            "SELECT count_if(k IS DISTINCT FROM prev), count(DISTINCT k) FROM (SELECT k, "
+            "lag(k) OVER (ORDER BY entry_no) prev FROM (SELECT entry_no, sale_date || country_code || brand_code AS k "
+            "FROM sales.sales_entries))"
+        ).fetchone()
+        assert blocks == keys
         stats_rows = con.execute(
             "SELECT count(DISTINCT column_name), sum(bytes) FROM sales._guardian_partition_bytes"
         ).fetchone()
