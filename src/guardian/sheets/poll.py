@@ -35,6 +35,7 @@ from guardian.sheets.control import (
     RUN,
     RUNNING,
     ControlTable,
+    SheetLayoutError,
     SheetRow,
     check_target_params,
     parse_table,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RANK = {QUEUED: 0, RUNNING: 1, COMPLETED: 2, FAILED: 2}
+DEFERRED = "deferred"  # stored instead of a values hash: the next poll must not short-circuit
 
 
 @dataclass
@@ -157,6 +159,12 @@ def poll(
         return result
 
     table = parse_table(values, rng, tab)
+    if rng.end_col is not None and table.last_col > rng.end_col:
+        missing = ", ".join(HEADER_TITLES[name] for name in table.missing_written)
+        raise SheetLayoutError(
+            f"GUARDIAN_SHEETS__RANGE={cfg.range!r} has no room for the guardian's columns ({missing}); "
+            "add them to the header inside the range or widen the range"
+        )
     result.rows = len(table.rows)
     now = clock()
     today = today or now.date()
@@ -279,13 +287,16 @@ def poll(
             for number, req in planned_req.items():
                 if number in writes:
                     ledger.set_fields(conn, req.request_id, acked_at=req.acked_at or clock(), sheet_status=req.status)
-            ledger.save_poll(
-                conn, source, outcome="changed", values_hash=values_hash(_apply(values, rng, table, writes))
-            )
+            after = values_hash(_apply(values, rng, table, writes))
+            # Rows held back by the circuit breaker must be looked at again: no no-change shortcut.
+            ledger.save_poll(conn, source, outcome="changed", values_hash=DEFERRED if result.deferred else after)
     elif not dry_run:
         with store.write() as conn:
             ledger.save_poll(
-                conn, source, outcome="unchanged" if not result.skipped_writes else "changed", values_hash=digest
+                conn,
+                source,
+                outcome="unchanged" if not result.skipped_writes else "changed",
+                values_hash=DEFERRED if result.deferred else digest,
             )
 
     result.to_trigger = result.new if dry_run else ledger.pending_triggers(store, sid)

@@ -249,3 +249,31 @@ def test_missing_guardian_columns_are_added_in_the_same_write(sheets_sandbox: Sa
     rows = sheets_sandbox.rows("Requests!A1:H2")
     assert rows[0] == ["status", " COUNTRY ", "brand", "extra", "Run ID", "Message", "Updated at"]
     assert rows[1][0] == "queued" and rows[1][3] == "keep" and rows[1][4].startswith("sheets__")
+
+
+def test_circuit_breaker_defers_extra_rows_to_the_next_poll(
+    sheets_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUARDIAN_SHEETS__MAX_REQUESTS_PER_POLL", "2")
+    sheets_sandbox.type(
+        "Requests!A7",
+        [["VN", "X", f"2025-0{m}-01", f"2025-0{m}-10", "", "", "run"] for m in range(1, 5)],
+    )
+    first = do_poll()
+    assert len(first.new) == 2 and first.deferred == 3
+    second = do_poll()
+    assert len(second.new) == 2 and second.deferred == 1
+    third = do_poll()
+    assert len(third.new) == 1 and third.deferred == 0
+    assert len(ledger.list_requests(get_store(load_settings()))) == 5
+
+
+def test_range_without_room_for_guardian_columns_is_a_poll_error(
+    sheets_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sheets_sandbox.state.create(
+        "demo-control-sheet", "x", {"Requests": [["Country", "Brand", "Status"], ["TH", "X", "run"]]}
+    )
+    monkeypatch.setenv("GUARDIAN_SHEETS__RANGE", "Requests!A1:C")
+    with pytest.raises(SheetLayoutError, match="no room for the guardian's columns"):
+        do_poll()
