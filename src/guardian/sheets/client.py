@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from guardian.errors import ConfigError, IntegrationError
-from guardian.sheets.a1 import A1Range, index_to_col, quote_sheet
+from guardian.sheets.a1 import A1Range, quote_sheet
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
@@ -300,13 +300,6 @@ class SheetsClient:
         if values:
             self.update_values(spreadsheet_id, target, values)
         return target
-
-
-def column_range(tab: str, col: int, row: int, width: int = 1) -> str:
-    """A1 range of ``width`` cells starting at (row, col) on one row."""
-    return f"{quote_sheet(tab)}!{index_to_col(col)}{row}" + (
-        f":{index_to_col(col + width - 1)}{row}" if width > 1 else ""
-    )
 
 
 def _reason(exc: Any) -> str:

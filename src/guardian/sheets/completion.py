@@ -22,6 +22,7 @@ from guardian.sheets.poll import stamp
 if TYPE_CHECKING:
     from guardian.settings import Settings
     from guardian.sheets.client import SheetsClient
+    from guardian.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def write_status(
     return True
 
 
-def _notify(settings: Settings, store: object, req: ledger.Request, status: str, message: str) -> None:
+def _notify(settings: Settings, store: Store, req: ledger.Request, status: str, message: str) -> None:
     from guardian import notify
 
     if not req.requested_by or req.notified_at is not None or not notify.email_configured(settings):
@@ -151,8 +152,5 @@ def _notify(settings: Settings, store: object, req: ledger.Request, status: str,
     except GuardianError:
         log.exception("sheets: could not email %s", req.requested_by)
         return
-    from guardian.store import Store
-
-    assert isinstance(store, Store)
     with store.write() as conn:
         ledger.set_fields(conn, req.request_id, notified_at=ledger.now_utc())

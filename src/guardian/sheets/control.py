@@ -196,21 +196,17 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,;/\n]+", text) if part.strip()]
 
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$")
+
+
 def _parse_date(text: str, title: str) -> date:
+    fix = "write it as YYYY-MM-DD (format the column as plain text)"
+    if not _DATE.match(text):
+        raise _bad(title, f"{text!r} is not a date", fix)
     try:
-        return (
-            date.fromisoformat(text[:10])
-            if re.match(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$", text)
-            else _raise()
-        )
+        return date.fromisoformat(text[:10])
     except ValueError:
-        raise _bad(
-            title, f"{text!r} is not a date", "write it as YYYY-MM-DD (format the column as plain text)"
-        ) from None
-
-
-def _raise() -> date:
-    raise ValueError
+        raise _bad(title, f"{text!r} is not a date", fix) from None
 
 
 def previous_month(today: date) -> tuple[date, date]:
