@@ -16,16 +16,20 @@ favorited, restored or deleted by hand since the plan is skipped with the reason
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from guardian import audit
-from guardian.errors import SafetyGateTripped, ValidationFailed
+from guardian.errors import GuardianError, SafetyGateTripped, ValidationFailed
 from guardian.looker.backup import Backup, get_backup, take_backup, verify_backup
 from guardian.looker.plan import (
     ACTION_KINDS,
@@ -50,6 +54,45 @@ if TYPE_CHECKING:
     from guardian.settings import Settings
 
 Mode = Literal["test", "apply"]
+# Two-key advisory lock on PostgreSQL: (this constant, plan id). Any constant shared by all processes.
+_APPLY_LOCK_KEY = 0x6C6F6F6B  # "look"
+
+
+class PlanBusy(GuardianError):
+    """Another process is applying the same plan."""
+
+
+@contextlib.contextmanager
+def plan_lock(store: Store, plan_id: int) -> Iterator[None]:
+    """Hold an exclusive lock on applying one plan; the OS / database drops it if the process dies.
+
+    PostgreSQL: a session advisory lock on a dedicated connection. SQLite: ``flock`` on a file
+    next to the database. A killed applier leaves no stale lock, so a rerun starts at once.
+    """
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k, :p)"), {"k": _APPLY_LOCK_KEY, "p": plan_id})
+            conn.commit()
+            if not got.scalar():
+                raise PlanBusy(f"plan {plan_id} is being applied by another process; wait for it to finish")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k, :p)"), {"k": _APPLY_LOCK_KEY, "p": plan_id})
+                conn.commit()
+        return
+    path = Path(str(store.url.database or "guardian.db") + f".looker-plan-{plan_id}.lock")
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PlanBusy(f"plan {plan_id} is being applied by another process; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 _VERB = {"soft_delete": "looker.trash", "purge": "looker.purge"}
 
 
@@ -387,6 +430,27 @@ def apply_plan(
             f"plan {plan_id} refused by the circuit breaker: {tripped}; review it (`guardian looker plan --show "
             f"{plan_id}`) and rerun with `guardian looker apply {plan_id} --override-breaker` if it is right"
         )
+    with plan_lock(store, plan_id):
+        return _run_actions(
+            settings, plan, actions, client=client, store=store, storage=storage, mode=mode, actor=actor
+        )
+
+
+def _run_actions(
+    settings: Settings,
+    plan: Plan,
+    actions: list[Action],
+    *,
+    client: LookerClient,
+    store: Store,
+    storage: Storage,
+    mode: Mode,
+    actor: str,
+) -> ApplyReport:
+    plan_id = plan.id
+    # Re-read under the lock: another applier may have finished some actions meanwhile.
+    fresh = {a.id: a for a in list_actions(store, plan_id, kinds=ACTION_KINDS)}
+    actions = [fresh[a.id] for a in actions]
     report = ApplyReport(plan_id=plan_id, mode=mode, selected=len(actions))
     todo = [a for a in actions if a.state not in FINAL_STATES]
     report.already_final = len(actions) - len(todo)

@@ -244,3 +244,19 @@ def test_cli_plan_apply_restore_report(settings: Any, sandbox: Any) -> None:
     assert missing.returncode == 2 and "plan 999 does not exist" in missing.stderr
     report = run("report", "--json")
     assert json.loads(report.stdout)["plans"][0]["status"] == "applied"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_one_applier_per_plan(backend: str, sandbox: Any, request: pytest.FixtureRequest) -> None:
+    from guardian.looker.apply import PlanBusy, plan_lock
+    from guardian.settings import load_settings
+
+    if backend == "postgresql":
+        request.getfixturevalue("pg_env")
+    settings = load_settings()
+    plan = service.plan(settings)
+    store = get_store(settings)
+    with plan_lock(store, plan.id), pytest.raises(PlanBusy, match="being applied by another process"):
+        service.apply(settings, plan.id)
+    assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
+    assert service.apply(settings, plan.id).done == 6
