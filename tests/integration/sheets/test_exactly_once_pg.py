@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from guardian.errors import IntegrationError
@@ -131,3 +132,80 @@ def test_rerun_of_the_same_sheet_state_after_ack_is_not_a_new_request(pg_env: st
         # A poll whose read began before the acknowledgement computes the same key.
         assert ledger.generation(conn, req.base_key, early_read) == 0
         assert ledger.generation(conn, req.base_key, ledger.now_utc()) == 1
+
+
+@pytest.mark.parametrize("seed", [20261128, 7])
+def test_random_failures_converge_to_one_run_per_row(
+    seed: int, pg_env: str, sheets_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls, confirmations and completions interleaved with API failures at every step (seeded)."""
+    import random
+
+    from guardian.sheets.completion import report_run
+
+    monkeypatch.setenv("GUARDIAN_SHEETS__RETRIES", "0")
+    add_run_rows(sheets_sandbox, 20)
+    settings = load_settings()
+    store = get_store(settings)
+    rng = random.Random(seed)
+
+    def poll_once() -> None:
+        try:
+            result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
+        except IntegrationError:
+            return
+        if rng.random() < 0.6:  # the trigger + confirm tasks ran (or the worker died before confirm)
+            ledger.mark_triggered(store, [r.request_id for r in result.to_trigger])
+
+    for _ in range(25):
+        action = rng.choice(["poll", "read_fails", "write_fails", "complete", "complete_write_fails"])
+        if action == "read_fails":
+            sheets_sandbox.fault(status=503, count=1, method="values.get")
+        elif action == "write_fails":
+            sheets_sandbox.fault(status=500, count=1, method="values.batchUpdate")
+        if action.startswith("complete"):
+            triggered = [r for r in requests_in_ledger() if r["status"] == "triggered"]
+            if triggered:
+                if action == "complete_write_fails":
+                    sheets_sandbox.fault(status=503, count=1, method="values.batchUpdate")
+                req = rng.choice(triggered)
+                report_run(
+                    settings,
+                    request_id=req["request_id"],
+                    dag_run_id=req["dag_run_id"],
+                    ok=rng.random() < 0.8,
+                    rows=rng.randint(1, 99),
+                    output_uri="gs://exports/x",
+                    error="boom",
+                )
+            continue
+        poll_once()
+    httpx.delete(sheets_sandbox.handle.url + "/_sandbox/faults").raise_for_status()
+
+    # Quiet period: polls, Airflow confirms everything, every run finishes, polls again.
+    for _ in range(2):
+        result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
+        ledger.mark_triggered(store, [r.request_id for r in result.to_trigger])
+    for req in requests_in_ledger():
+        if req["status"] == "triggered":
+            report_run(
+                settings,
+                request_id=req["request_id"],
+                dag_run_id=req["dag_run_id"],
+                ok=True,
+                rows=1,
+                output_uri=None,
+                error=None,
+            )
+    run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
+    final = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
+    assert final.outcome == "no_change"
+
+    rows = requests_in_ledger()
+    assert len(rows) == 21 and len({r["dag_run_id"] for r in rows}) == 21
+    sheet = sheets_sandbox.rows("Requests!A1:K30")
+    by_run_id = {r["dag_run_id"]: r for r in rows}
+    shown = {line[7]: line[6] for line in sheet[1:] if len(line) > 7 and line[7]}
+    assert set(shown) == set(by_run_id)
+    for run_id, status in shown.items():
+        assert status == by_run_id[run_id]["status"] and status in {"completed", "failed"}
