@@ -34,6 +34,7 @@ from guardian.looker.backup import Backup, get_backup, take_backup, verify_backu
 from guardian.looker.plan import (
     ACTION_KINDS,
     FINAL_STATES,
+    TRASHED_BEFORE_INTERRUPTION,
     Action,
     Plan,
     get_action,
@@ -265,7 +266,7 @@ class _Runner:
                 return self.finish(action, "skipped", "no longer exists (deleted since the plan)")
             if fresh.get("deleted"):
                 why = (
-                    "already in trash: this plan trashed it before an interruption"
+                    TRASHED_BEFORE_INTERRUPTION
                     if interrupted
                     else f"already in trash (by user {fresh.get('deleter_id')} at {fresh.get('deleted_at')})"
                 )

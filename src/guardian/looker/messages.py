@@ -116,7 +116,7 @@ def send_notifications(
     warn = [a for a in actions if a.kind == "warn" and not a.owner_notified]
     if mode == "test":
         warn = warn[: settings.looker.test_mode_limit]
-    trashed = [a for a in actions if a.kind == "soft_delete" and a.state == "done" and not a.owner_notified]
+    trashed = [a for a in actions if a.trashed_by_guardian and not a.owner_notified]
     if mode == "dry_run":
         warn, trashed = [], []
         report.skipped.append("dry run: no owner emails")

@@ -37,6 +37,8 @@ SEARCH_FIELDS = (
     "last_accessed_at,last_viewed_at,favorite_count,deleted,deleted_at,deleter_id"
 )
 ACTION_KINDS = ("soft_delete", "purge")
+# Outcome of a trash that Looker applied but the guardian only confirmed on the rerun.
+TRASHED_BEFORE_INTERRUPTION = "already in trash: this plan trashed it before an interruption"
 FINAL_STATES = ("done", "noop", "skipped")
 
 
@@ -105,6 +107,13 @@ class Action:
     updated_at: datetime
     owner_notified: bool
 
+    @property
+    def trashed_by_guardian(self) -> bool:
+        """True when this action moved its dashboard to the trash (also if confirmed after a kill)."""
+        return self.kind == "soft_delete" and (
+            self.state == "done" or (self.state == "noop" and self.outcome == TRASHED_BEFORE_INTERRUPTION)
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out = dict(self.__dict__)
@@ -134,7 +143,8 @@ def guardian_trashed_ids(store: Store, instance: str) -> frozenset[str]:
             .where(
                 looker_plans.c.instance == instance,
                 looker_actions.c.kind == "soft_delete",
-                looker_actions.c.state == "done",
+                (looker_actions.c.state == "done")
+                | ((looker_actions.c.state == "noop") & (looker_actions.c.outcome == TRASHED_BEFORE_INTERRUPTION)),
             )
         ).all()
         restored = conn.execute(

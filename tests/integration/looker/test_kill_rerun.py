@@ -21,7 +21,7 @@ from typing import Any
 
 from guardian import audit
 from guardian.looker.backup import list_backups, verify_backup
-from guardian.looker.plan import list_actions
+from guardian.looker.plan import guardian_trashed_ids, list_actions
 from guardian.sandbox.looker import FaultRule, LookerState, seed_bulk, start
 from guardian.storage import default_storage
 from guardian.store import get_store
@@ -116,6 +116,8 @@ def test_kill_mid_backup_after_trash_and_after_purge_then_rerun(settings: Any, s
     assert by_id["17"].state == "noop" and "before an interruption" in (by_id["17"].outcome or "")
     trail = [(e.action, e.outcome) for e in audit.iter_events(store, target="looker:default/dashboard/7")]
     assert trail == [("looker.backup", "ok"), ("looker.trash", "started"), ("looker.trash", "noop")]
+    # Confirmed after the kill, it still counts as trashed by the guardian (purge later, owner email).
+    assert "7" in guardian_trashed_ids(store, "default") and by_id["7"].trashed_by_guardian
 
 
 def test_random_kills_of_a_concurrent_batch(monkeypatch: Any) -> None:
