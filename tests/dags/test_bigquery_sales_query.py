@@ -90,3 +90,18 @@ def test_dag_fails_on_bad_params_before_any_query_and_writes_nothing() -> None:
     assert record["status"] == "failed" and "end_date" in record["error"]
     storage_root = Path(settings.storage_root.removeprefix("file://"))
     assert not list(storage_root.rglob("*.parquet"))
+
+
+@pytest.mark.usefixtures("airflow_db", "warehouse")
+def test_dry_run_estimates_and_writes_nothing() -> None:
+    from guardian.sales.runs import list_runs
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    run = _load_dag().test(run_conf={**CONF, "dry_run": True})
+    assert str(getattr(run.state, "value", run.state)) == "success", _states(run)
+    settings = load_settings()
+    record = list_runs(get_store(settings), 1)[0]
+    assert record["status"] == "estimated" and record["bytes_estimated"] > 0 and record["job_id"] is None
+    storage_root = Path(settings.storage_root.removeprefix("file://"))
+    assert not storage_root.exists() or not list(storage_root.rglob("_manifest.json"))
