@@ -56,7 +56,7 @@ def add_run_rows(sandbox: Sandbox, n: int) -> None:
 
 def test_poll_killed_before_its_write_back_then_rerun(pg_env: str, sheets_sandbox: Sandbox) -> None:
     # The write-back hangs; the poll process is SIGKILLed after it recorded the request.
-    sheets_sandbox.fault(delay=60, count=1, method="values.batchUpdate")
+    sheets_sandbox.fault(delay=15, count=1, method="values.batchUpdate")
     proc = cli_poll()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not requests_in_ledger():
