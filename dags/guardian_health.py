@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
 from airflow.providers.common.compat.sdk import dag, task
 
@@ -40,7 +42,7 @@ def guardian_health() -> None:
     """Collect runs, then snapshot health and deliver alert transitions."""
 
     @task
-    def collect_runs() -> dict[str, object]:
+    def collect_runs() -> dict[str, Any]:
         from guardian.airflow import health, lineage
         from guardian.store import get_store
 
@@ -53,13 +55,15 @@ def guardian_health() -> None:
         return result
 
     @task
-    def evaluate_alerts(collected: dict[str, object]) -> dict[str, object]:
+    def evaluate_alerts(collected: dict[str, Any]) -> dict[str, Any]:
         from guardian.airflow import lineage
         from guardian.monitoring.service import run_health_check
         from guardian.store import get_store
 
         settings = dagkit.task_settings()
-        report = run_health_check(settings, get_store(settings), dag_ids=list(collected.get("dag_ids") or []))  # type: ignore[call-overload]
+        dag_ids = [str(d) for d in collected.get("dag_ids") or []]
+        report = run_health_check(settings, get_store(settings), dag_ids=dag_ids)
+        report.collected = int(str(collected.get("stored") or 0))
         print(report.text())
         lineage.report(
             inputs=[

@@ -79,11 +79,13 @@ def alert(context: Any, kind: str) -> dict[str, Any]:
         if kind == "failure":
             from guardian import audit
 
-            target = f"dag:{info['dag_id']}" + (f"/task:{info['task_id']}" if info["task_id"] else "")
+            dag_level = bool(context.get("reason"))
+            target = f"dag:{info['dag_id']}" + (f"/task:{info['task_id']}" if info["task_id"] and not dag_level else "")
             audit_info = dict(info, error=(info["error"] or "").strip().splitlines()[-1:] or None)
-            audit.record("airflow.failure", target, outcome="failed", after=audit_info, context=audit_info, store=store)
-            if info["task_id"] is None and context.get("reason") == "task_failure":
-                # The failed task already alerted through its own callback.
+            action = "airflow.dag_failure" if dag_level else "airflow.failure"
+            audit.record(action, target, outcome="failed", after=audit_info, context=audit_info, store=store)
+            if context.get("reason") == "task_failure":
+                # A DAG run that failed because a task failed: that task's callback already alerted.
                 return outcome
         elif not settings.notify.alert_on_retry:
             return outcome

@@ -144,3 +144,19 @@ def test_threshold_alert_once_when_it_starts_once_when_it_clears(
     assert len(smtp.messages) == 2 and "RESOLVED" in smtp.messages[1]["Subject"]
     fourth = run_health_check(settings, store, [], now=now + timedelta(hours=3))
     assert fourth.transitions == [] and len(smtp.messages) == 2
+
+
+def test_dag_failure_after_a_task_failure_is_audited_not_alerted_twice(
+    alert_env: tuple[SmtpReceiver, SlackReceiver],
+) -> None:
+    from guardian import audit
+
+    smtp, slack = alert_env
+    alert(_failing_context("x"), "failure")
+    alert({"ti": FakeTI(), "reason": "task_failure"}, "failure")
+    assert len(smtp.messages) == 1 and len(slack.payloads) == 1
+    actions = [e.action for e in audit.iter_events()]
+    assert actions == ["airflow.failure", "airflow.dag_failure"]
+    # A DAG run that failed for another reason (e.g. it timed out) does alert.
+    alert({"ti": FakeTI(), "reason": "timed_out"}, "failure")
+    assert len(smtp.messages) == 2 and "timed_out" in body_text(smtp.messages[1])
