@@ -96,8 +96,18 @@ def looker_dashboard_deletion() -> None:
         if mode == "dry_run":
             print(f"dry run: plan {plan_id} made, nothing applied (`guardian looker plan --show {plan_id}`)")
             return {"plan_id": plan_id, "mode": mode, "backup_bytes": 0}
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
+        from guardian.errors import SafetyGateTripped
+
         settings = dagkit.task_settings()
-        report = service.apply(settings, plan_id, mode="test" if mode == "test" else "apply", client=client(settings))
+        try:
+            report = service.apply(
+                settings, plan_id, mode="test" if mode == "test" else "apply", client=client(settings)
+            )
+        except SafetyGateTripped as exc:
+            # A refused plan stays refused: retrying the task cannot change the answer.
+            raise AirflowFailException(str(exc)) from exc
         lineage.report(
             inputs=[f"looker://{settings.looker.instance_name}/dashboards"],
             outputs=[

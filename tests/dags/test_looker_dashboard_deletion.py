@@ -79,3 +79,17 @@ def test_apply_mode_trashes_purges_with_backups_then_restore_dag(sandbox: Any) -
     assert sandbox.state.dashboards["4"]["deleted"] is False
     reimported = [d for d in sandbox.state.dashboards.values() if d["title"] == "Trashed by Guardian long ago"]
     assert len(reimported) == 1 and reimported[0]["folder_id"] == "5"
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_breaker_fails_the_run_without_retries(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardian.looker.plan import latest_plan
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_FRACTION", "0.2")
+    run = _load("looker_dashboard_deletion").test(run_conf={"mode": "apply"})
+    assert run.state == "failed"
+    plan = latest_plan(get_store(load_settings()))
+    assert plan is not None and plan.status == "refused"
+    assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in {"4", "5", "6", "7", "8"})
