@@ -17,7 +17,8 @@ def looker(
     fault: Annotated[
         list[str] | None,
         typer.Option(
-            help="Fault rule STATUS:PROBABILITY[:PATH_REGEX], e.g. 429:0.1 or 503:0.05:/dashboards; repeatable."
+            help="Fault rule STATUS:PROBABILITY[:PATH_REGEX] (429:0.1, 503:0.05:/dashboards) or slowMS:PROBABILITY "
+            "(slow2000:0.1 answers 2 s late); repeatable."
         ),
     ] = None,
     token_ttl: Annotated[int, typer.Option(help="Seconds an access token stays valid.")] = 3600,
@@ -33,7 +34,15 @@ def looker(
     for text in fault or []:
         status, _, rest = text.partition(":")
         probability, _, path = rest.partition(":")
-        rules.append(FaultRule(status=int(status), probability=float(probability or 1), path=path or ".*"))
+        slow = int(status.removeprefix("slow")) if status.startswith("slow") else 0
+        rules.append(
+            FaultRule(
+                status=None if slow else int(status),
+                delay_ms=slow,
+                probability=float(probability or 1),
+                path=path or ".*",
+            )
+        )
     state = (
         seed_bulk(LookerState(), dashboards, inactive_fraction=inactive_fraction, trashed_fraction=trashed_fraction)
         if dashboards
