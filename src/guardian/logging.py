@@ -11,6 +11,7 @@ Inside Airflow the same values are also handed to Airflow's own secrets masker b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,10 +86,8 @@ def register_settings_secrets(settings: Settings) -> list[str]:
             except Exception:  # an unresolvable reference holds nothing to mask
                 continue
             names.append(info.env_var)
-    try:
+    with contextlib.suppress(Exception):  # no store password, or its reference is unresolvable
         register_secret(settings.store_password())
-    except Exception:
-        pass
     for entry in settings.web.users:
         _, _, ref = entry.partition(":")
         if ref.startswith(("env:", "file:")):

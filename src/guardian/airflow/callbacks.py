@@ -23,6 +23,11 @@ def _airflow3() -> bool:
 def _error_text(exc: Any) -> str | None:
     if exc is None:
         return None
+    from guardian.errors import GuardianError
+
+    if isinstance(exc, GuardianError):
+        # Our errors are one line naming the input and the fix: the traceback adds nothing.
+        return f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
     if isinstance(exc, BaseException):
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return str(exc)

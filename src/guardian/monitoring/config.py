@@ -74,7 +74,9 @@ class MonitoringSettings(Section):
         24, ge=1, description="Error-severity data-quality failures newer than this raise an alert."
     )
     history_days: int = Field(90, ge=1, description="How many days of run history the health snapshots keep.")
-    task_usage: bool = Field(True, description="Record each task try's peak RSS and CPU seconds (the guardian listener).")
+    task_usage: bool = Field(
+        True, description="Record each task try's peak RSS and CPU seconds (the guardian listener)."
+    )
     api_timeout: int = Field(15, ge=1, description="Timeout in seconds of one Airflow REST API call.")
     api_page_size: int = Field(100, ge=1, le=1000, description="Page size of Airflow REST API list calls.")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from guardian.monitoring.tables import dag_runs, health_snapshots, task_usage
 from guardian.store import Store
@@ -283,19 +283,22 @@ def save_snapshots(store: Store, summaries: Iterable[DagHealth], now: datetime |
 
 
 def latest_snapshots(store: Store) -> dict[str, dict[str, Any]]:
-    """The newest snapshot of each DAG (one index-only group-by and one keyed fetch)."""
+    """The newest snapshot of each DAG.
+
+    Every health check snapshots all known DAGs with one timestamp, so the newest batch is
+    the rows at the newest ``ts``: two lookups on the ``ts`` index, whatever the history.
+    """
     with store.read() as conn:
-        newest = (
-            select(health_snapshots.c.dag_id, func.max(health_snapshots.c.ts).label("ts"))
-            .group_by(health_snapshots.c.dag_id)
-            .subquery()
-        )
-        rows = conn.execute(
-            select(health_snapshots.c.dag_id, health_snapshots.c.summary).join(
-                newest, and_(health_snapshots.c.dag_id == newest.c.dag_id, health_snapshots.c.ts == newest.c.ts)
+        newest = conn.execute(select(func.max(health_snapshots.c.ts))).scalar()
+        if newest is None:
+            return {}
+        out = {
+            row.dag_id: row.summary
+            for row in conn.execute(
+                select(health_snapshots.c.dag_id, health_snapshots.c.summary).where(health_snapshots.c.ts == newest)
             )
-        ).all()
-    return {row.dag_id: row.summary for row in rows}
+        }
+    return out
 
 
 def recent_runs(store: Store, limit: int = 20, dag_id: str | None = None) -> list[dict[str, Any]]:

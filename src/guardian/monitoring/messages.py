@@ -53,7 +53,8 @@ class Delivery:
 
 def last_lines(text: str | None, n: int = ERROR_LINES) -> str:
     """The last n non-empty lines of an error or traceback, masked."""
-    lines = [line.rstrip() for line in (text or "").strip().splitlines() if line.strip()]
+    # Caret lines under traceback source lines carry no information in an alert.
+    lines = [line.rstrip() for line in (text or "").strip().splitlines() if line.strip(" ^~\t")]
     return mask_text("\n".join(lines[-n:]))
 
 

@@ -69,6 +69,7 @@ health_snapshots = Table(
     Column("dag_id", String(250), nullable=False),
     Column("summary", JSON, nullable=False),
     Index("ix_monitoring_health_snapshots_dag_ts", "dag_id", "ts"),
+    Index("ix_monitoring_health_snapshots_ts", "ts"),
 )
 """The hourly health summary of each DAG, kept for trends."""
 

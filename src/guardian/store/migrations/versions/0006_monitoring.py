@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_monitoring_health_snapshots"),
     )
     op.create_index("ix_monitoring_health_snapshots_dag_ts", "monitoring_health_snapshots", ["dag_id", "ts"])
+    op.create_index("ix_monitoring_health_snapshots_ts", "monitoring_health_snapshots", ["ts"])
     op.create_table(
         "monitoring_notifications",
         sa.Column("id", big_id, primary_key=True, autoincrement=True),
