@@ -93,3 +93,31 @@ def test_breaker_fails_the_run_without_retries(sandbox: Any, monkeypatch: pytest
     plan = latest_plan(get_store(load_settings()))
     assert plan is not None and plan.status == "refused"
     assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in {"4", "5", "6", "7", "8"})
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_credentials_from_the_looker_default_connection(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from urllib.parse import urlsplit
+
+    from guardian.looker.plan import latest_plan
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    url = urlsplit(sandbox.url)
+    for key in list(sandbox.env):
+        monkeypatch.delenv(key)
+    conn = {
+        "conn_type": "http",
+        "host": url.hostname,
+        "port": url.port,
+        "schema": "http",
+        "login": "sandbox-id",
+        "password": "sandbox-secret",
+        "extra": {"verify_ssl": "false"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_LOOKER_DEFAULT", json.dumps(conn))
+    run = _load("looker_dashboard_deletion").test()
+    assert run.state == "success"
+    plan = latest_plan(get_store(load_settings()))
+    assert plan is not None and plan.inventory_size == 18
