@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pendulum
 from airflow.providers.common.compat.sdk import TriggerRule, dag, task
@@ -47,7 +48,8 @@ Row lifecycle: `run` (typed) -> `queued` -> `running` -> `completed` / `failed`;
 def google_sheet_trigger_dag() -> None:
     """Poll the control sheet, trigger each accepted request once, confirm."""
 
-    @task
+    # Bounded below the 5-minute schedule: a hung poll must not hold the single active run.
+    @task(execution_timeout=timedelta(minutes=4))
     def poll() -> list[dict[str, object]]:
         from guardian.airflow import sheets
 
