@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import requests
@@ -309,25 +310,30 @@ class LookerClient:
 
         Each call asks for one row more than it keeps: a short page proves the end, so the
         walk takes ceil(rows / page_size) calls (one for an empty result), never an extra
-        empty call.
+        empty call. The next page is fetched while the caller works on the current one.
         """
-        offset = 0
-        while True:
-            rows = self._get(
-                "/dashboards/search",
-                {
-                    "deleted": "true" if deleted else "false",
-                    "fields": fields,
-                    "limit": page_size + 1,
-                    "offset": offset,
-                    "sorts": "id",
-                },
-            )
-            rows = list(rows or [])
-            yield rows[:page_size]
-            if len(rows) <= page_size:
-                return
-            offset += page_size
+
+        def fetch(offset: int) -> list[dict[str, Any]]:
+            params = {
+                "deleted": "true" if deleted else "false",
+                "fields": fields,
+                "limit": page_size + 1,
+                "offset": offset,
+                "sorts": "id",
+            }
+            return list(self._get("/dashboards/search", params) or [])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="looker-page") as pool:
+            offset = 0
+            rows = fetch(offset)
+            while True:
+                more = len(rows) > page_size
+                upcoming = pool.submit(fetch, offset + page_size) if more else None
+                yield rows[:page_size]
+                if upcoming is None:
+                    return
+                offset += page_size
+                rows = upcoming.result()
 
     def all_dashboards(self, fields: str | None = None) -> list[dict[str, Any]]:
         """``GET /dashboards`` (DashboardBase: the original system's starting point)."""
