@@ -4,7 +4,7 @@
 # given as a Docker secret (/run/secrets/NAME, docker-compose.secrets.yml) is used instead; only the
 # database and Redis passwords are copied into the volume, for the PostgreSQL and Redis containers.
 set -eu
-dir=${GUARDIAN_SECRETS_DIR:-/opt/airflow/secrets}
+dir=${AIRFLOW_SECRETS_DIR:-/opt/airflow/secrets}
 mkdir -p "$dir"
 umask 077
 made=""

@@ -28,10 +28,15 @@ case $mode in
     # Exactly the locked versions, without re-resolving: export the lock, install it with no deps
     # resolution beyond it, then this package itself without dependencies.
     "$UV" export --frozen --extra airflow --no-dev --no-emit-project --no-hashes -o /tmp/guardian-requirements.txt >/dev/null
-    # The official image activates its own virtualenv (VIRTUAL_ENV); elsewhere use the current python.
-    target=(); [[ -n ${VIRTUAL_ENV:-} ]] || target=(--python "$(command -v python3)")
-    "$UV" pip install "${target[@]}" --no-cache --no-deps -r /tmp/guardian-requirements.txt
-    "$UV" pip install "${target[@]}" --no-cache --no-deps .
+    # The official image declares its virtualenv in VIRTUAL_ENV (uv installs there); an image or
+    # machine without one gets pip, which honours the image's PIP_USER=true (user site-packages).
+    if [[ -n ${VIRTUAL_ENV:-} ]]; then
+      "$UV" pip install --no-cache --no-deps -r /tmp/guardian-requirements.txt
+      "$UV" pip install --no-cache --no-deps .
+    else
+      python -m pip install --no-cache-dir --no-deps -r /tmp/guardian-requirements.txt
+      python -m pip install --no-cache-dir --no-deps .
+    fi
     rm -f /tmp/guardian-requirements.txt
     python -c "import guardian, airflow; print('guardian', guardian.__version__, 'on airflow', airflow.__version__)"
     ;;

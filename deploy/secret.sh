@@ -1,12 +1,12 @@
 #!/bin/sh
 # Print one secret for Airflow's `*_CMD` settings and the Guardian's file: references.
 # A Docker secret (/run/secrets/NAME) wins; otherwise the value airflow-init generated in the
-# secrets volume ($GUARDIAN_SECRETS_DIR). Composite values (database and broker URLs) are built
+# secrets volume ($AIRFLOW_SECRETS_DIR). Composite values (database and broker URLs) are built
 # here so that no password is ever written in a Compose or env file.
 #   secret.sh fernet_key | jwt_secret | api_secret_key | postgres_password | redis_password
 #   secret.sh sql_alchemy_conn | celery_result_backend | celery_broker_url
 set -eu
-dir=${GUARDIAN_SECRETS_DIR:-/opt/airflow/secrets}
+dir=${AIRFLOW_SECRETS_DIR:-/opt/airflow/secrets}
 get() {
   if [ -s "/run/secrets/$1" ]; then tr -d '\n' <"/run/secrets/$1"
   elif [ -s "$dir/$1" ]; then tr -d '\n' <"$dir/$1"

@@ -179,6 +179,21 @@ def test_env_files_differ_only_in_values_the_settings_know(topology: dict[str, A
     assert json.loads(prod["AIRFLOW__OPENLINEAGE__TRANSPORT"])["type"] == "http"
 
 
+def test_every_guardian_variable_in_compose_and_image_is_a_setting() -> None:
+    """GUARDIAN_* names are settings; an unknown one stops every guardian process, so none may slip in."""
+    from guardian.settings import known_env_vars
+
+    known = known_env_vars()
+    names = set()
+    for path in (COMPOSE["dev"], COMPOSE["prod"]):
+        for service in _load(path)["services"].values():
+            names |= {k for k in _service_env(service) if k.startswith("GUARDIAN_")}
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    names |= set(re.findall(r"\b(GUARDIAN_[A-Z0-9_]+)=", dockerfile))
+    names |= set(re.findall(r"\b(GUARDIAN_[A-Z0-9_]+)", (REPO / "deploy" / "secret.sh").read_text()))
+    assert names and sorted(names - known) == []
+
+
 def test_local_topology_reads_the_same_description(topology: dict[str, Any], tmp_path: Path) -> None:
     localrun = _localrun()
     cfg = localrun.Config(state_dir=tmp_path / "state", logs_dir=tmp_path / "logs", workers=2)
