@@ -209,6 +209,17 @@ def test_rerun_replaces_its_own_output_and_never_touches_another_run(raw: Raw) -
     record = runs.get_run(get_store(settings), "same")
     assert record is not None and record["attempts"] == 2 and record["status"] == "succeeded"
 
+    from sqlalchemy import select
+
+    from guardian.store.schema import audit_log
+
+    with get_store(settings).read() as conn:
+        events = conn.execute(
+            select(audit_log.c.action, audit_log.c.after).where(audit_log.c.target.like("%run_id=same"))
+        ).all()
+    assert [e.action for e in events] == ["sales.export.start", "sales.export.done"] * 2
+    assert events[-1].after["replaced"] == 1 and events[1].after["replaced"] == 0
+
 
 @pytest.mark.usefixtures("warehouse")
 def test_export_failure_midway_leaves_nothing_and_keeps_the_previous_export(
