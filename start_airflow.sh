@@ -7,7 +7,7 @@
 # processor, triggerer and the API server on :8080 (deploy/localrun.py, state in var/local/,
 # logs in logs/). See docs/deployment.md and docs/runbooks/start-stop.md.
 #
-#   ./start_airflow.sh start [--local|--docker] [--prod] [--workers N] [--port N] [--flower]
+#   ./start_airflow.sh start [--local|--docker] [--prod] [--workers N] [--port N] [--flower] [--sandboxes]
 #   ./start_airflow.sh stop | status | restart
 #   ./start_airflow.sh logs [SERVICE] [-f] [-n LINES]
 set -euo pipefail
@@ -30,6 +30,7 @@ while (($#)); do
     --workers) local_args+=(--workers "$2"); compose_args+=(--scale "airflow-worker=$2"); shift ;;
     --port) local_args+=(--port "$2"); shift ;;
     --flower) local_args+=(--flower) ;;
+    --sandboxes) local_args+=(--sandboxes) ;;
     -f | --follow) local_args+=(-f); compose_args+=(-f) ;;
     -n | --lines) local_args+=(-n "$2"); compose_args+=(--tail "$2"); shift ;;
     -h | --help) usage; exit 0 ;;

@@ -81,6 +81,7 @@ class Config:
     parallelism: int = 16
     dags_folder: Path = REPO / "dags"
     with_flower: bool = False
+    sandboxes: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -107,6 +108,11 @@ class Config:
     def passwords_file(self) -> Path:
         """The simple auth manager's users and passwords (JSON), generated on first start."""
         return self.secrets_dir / "simple_auth_manager_passwords.json"
+
+    @property
+    def sandboxes_marker(self) -> Path:
+        """Present while the topology was started with --sandboxes (stop and status include them)."""
+        return self.state_dir / "sandboxes"
 
     @property
     def admin_password_file(self) -> Path:
@@ -255,8 +261,27 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
+    if cfg.sandboxes:
+        env.update(sandbox_env(topology))
     env.update(cfg.extra_env)
     return env
+
+
+def sandbox_env(topology: Mapping[str, Any]) -> dict[str, str]:
+    """Point the connections and settings at the local Looker and Sheets sandboxes (public test credentials)."""
+    ports = topology["ports"]
+    looker = {
+        "conn_type": "http",
+        "host": f"http://127.0.0.1:{ports['looker-sandbox']}",
+        "login": "sandbox-id",
+        "password": "sandbox-secret",
+        "extra": {"verify_ssl": "false"},
+    }
+    return {
+        "AIRFLOW_CONN_LOOKER_DEFAULT": json.dumps(looker),
+        "GUARDIAN_SHEETS__SPREADSHEET_ID": "demo-control-sheet",
+        "GUARDIAN_SHEETS__API_ENDPOINT": f"http://127.0.0.1:{ports['sheets-sandbox']}/",
+    }
 
 
 def write_env_script(cfg: Config, env: Mapping[str, str]) -> Path:
@@ -288,6 +313,12 @@ def processes(cfg: Config, topology: Mapping[str, Any] | None = None) -> list[Pr
     topology = topology or load_topology()
     airflow = str(VENV_BIN / "airflow")
     procs: list[Proc] = []
+    if cfg.sandboxes:
+        guardian = str(VENV_BIN / "guardian")
+        for name, kind in (("looker-sandbox", "looker"), ("sheets-sandbox", "sheets")):
+            port = str(topology["ports"][name])
+            health = dict(topology["infra"][name]["health"])
+            procs.append(Proc(name, [guardian, "sandbox", kind, "--port", port], {}, health))
     for name, spec in local_services(topology, include_optional=cfg.with_flower).items():
         if name == "guardian-web":
             continue  # started by its own service's command when it exists; see docs/deployment.md
@@ -447,7 +478,11 @@ def run_init(cfg: Config, env: Mapping[str, str]) -> None:
     ensure_databases(cfg)
     log = log_file(cfg, "airflow-init")
     log.parent.mkdir(parents=True, exist_ok=True)
-    for argv in ([str(VENV_BIN / "airflow"), "db", "migrate"], [str(VENV_BIN / "guardian"), "db", "upgrade"]):
+    steps = [[str(VENV_BIN / "airflow"), "db", "migrate"], [str(VENV_BIN / "guardian"), "db", "upgrade"]]
+    warehouse = Path(env["GUARDIAN_DATA_DIR"]) / "warehouse.duckdb"
+    if cfg.sandboxes and not warehouse.exists():
+        steps.append([str(VENV_BIN / "guardian"), "sales", "demo-data", "--rows", "50000"])
+    for argv in steps:
         with log.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {shlex.join(argv)}\n".encode())
             out.flush()
@@ -462,6 +497,8 @@ def start(cfg: Config, *, timeout: float = 300.0, only: Iterable[str] | None = N
     topology = load_topology()
     for folder in (cfg.state_dir, cfg.run_dir, cfg.airflow_home, cfg.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    if cfg.sandboxes:
+        cfg.sandboxes_marker.write_text("looker-sandbox sheets-sandbox\n")
     env = environment(cfg, topology)
     write_env_script(cfg, env)
     wanted = set(only) if only else None
@@ -523,13 +560,14 @@ def stop_process(cfg: Config, name: str, grace: float = 30.0) -> bool:
 
 def stop(cfg: Config, grace: float = 30.0) -> list[str]:
     """Stop every process, workers first (they finish or hand back tasks), the API server last."""
-    procs = processes(Config(**{**cfg.__dict__, "with_flower": True}))
+    procs = processes(Config(**{**cfg.__dict__, "with_flower": True, "sandboxes": True}))
     order = sorted(procs, key=lambda p: 0 if "worker" in p.name else 2 if "apiserver" in p.name else 1)
     stopped = []
     for proc in order:
         if stop_process(cfg, proc.name, grace):
             stopped.append(proc.name)
             print(f"stopped {proc.name}", flush=True)
+    cfg.sandboxes_marker.unlink(missing_ok=True)
     if not stopped:
         print("nothing was running")
     return stopped
@@ -571,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_LOCAL_PORT", "8080")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("AIRFLOW_LOCAL_WORKERS", "2")))
     parser.add_argument("--flower", action="store_true", help="also run Celery Flower on :5555")
+    parser.add_argument(
+        "--sandboxes", action="store_true", help="also run the Looker and Sheets sandboxes and point the DAGs at them"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health on start")
     parser.add_argument("command", choices=["start", "stop", "status", "logs", "restart", "env"])
     parser.add_argument("service", nargs="?", help="logs: one service (e.g. airflow-scheduler)")
@@ -584,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         with_flower=args.flower,
     )
+    # A topology started with --sandboxes keeps them for status, logs, env and restart.
+    cfg.sandboxes = args.sandboxes or cfg.sandboxes_marker.exists()
     if args.command == "start":
         start(cfg, timeout=args.timeout)
     elif args.command == "stop":
