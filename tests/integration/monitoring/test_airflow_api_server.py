@@ -1,0 +1,139 @@
+"""Against a real Airflow 3 API server: the REST API v2 collector, and the UI plugin behind Airflow's auth.
+
+A probe DAG fails (one retry) under `airflow dags test`; then `airflow api-server` serves the
+same metadata DB with the simple auth manager. The collector logs in at /auth/token and reads
+runs and task instances; the guardian plugin's UI at /guardian refuses anonymous requests and
+serves the Overview to a logged-in Airflow user; the menu entry is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+PROBE = """
+from __future__ import annotations
+import pendulum
+from airflow.providers.common.compat.sdk import dag, task
+from guardian.airflow import dagkit
+from guardian.airflow.dagkit import Tag
+
+@dag(dag_id="api_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
+     doc_md="probe", tags=[Tag.GUARDIAN], default_args=dagkit.default_args(retries=1, retry_delay_minutes=0.02),
+     on_failure_callback=dagkit.on_failure)
+def api_probe():
+    @task
+    def flaky():
+        raise RuntimeError("warehouse quota exceeded")
+    flaky()
+api_probe()
+"""
+PASSWORD = "monitor-password-42"
+
+
+@pytest.fixture
+def api_server(tmp_path: Path, airflow_db: Path) -> Iterator[dict[str, Any]]:
+    import socket
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "guardian_health.py", dags / "guardian_health.py")
+    (dags / "api_probe.py").write_text(PROBE)
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"monitor": PASSWORD}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="monitor:viewer",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+        AIRFLOW__API_AUTH__JWT_SECRET="test-jwt-secret-for-the-guardian-suite",
+        GUARDIAN_DATA_DIR=str(tmp_path / "guardian-data"),
+    )
+    airflow = str(Path(sys.executable).parent / "airflow")
+    probe = subprocess.run([airflow, "dags", "test", "api_probe"], env=env, capture_output=True, text=True, timeout=300)
+    assert "warehouse quota exceeded" in probe.stdout + probe.stderr
+    log = (tmp_path / "api-server.log").open("w")
+    proc = subprocess.Popen(
+        [airflow, "api-server", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(base + "/api/v2/version", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "api-server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "api-server did not start"
+            time.sleep(0.5)
+        yield {"base": base}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_collector_and_plugin_against_the_api_server(api_server: dict[str, Any]) -> None:
+    from guardian.errors import IntegrationError
+    from guardian.monitoring.airflow_api import AirflowApi
+    from guardian.monitoring.health import latest_snapshots
+    from guardian.monitoring.service import run_health_check
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    base = api_server["base"]
+    api = AirflowApi(base, username="monitor", password=PASSWORD, page_size=2)
+    assert api.version == "v2"
+    assert {"api_probe", "guardian_health"} <= set(api.dags())
+    runs = [r for r in api.runs_since(datetime.now(UTC) - timedelta(hours=1)) if r.dag_id == "api_probe"]
+    assert runs, "the probe run must be listed"
+    newest = max(runs, key=lambda r: r.end_date or datetime.min.replace(tzinfo=UTC))
+    assert newest.state == "failed" and newest.failed_tasks == ["flaky"] and newest.retries == 1
+    assert newest.duration_s is not None and newest.duration_s > 0
+
+    settings = load_settings()
+    report = run_health_check(settings, get_store(settings), runs, source="api-v2", notify=False)
+    assert latest_snapshots(get_store(settings))["api_probe"]["failing_tasks"] == {"flaky": 1}
+    assert report.collected >= 1
+
+    with pytest.raises(IntegrationError, match="refused the login of 'monitor'"):
+        _ = AirflowApi(base, username="monitor", password="wrong").version
+
+    # The UI inside the API server: Airflow's login guards it; a logged-in user sees the Overview.
+    anonymous = httpx.get(base + "/guardian/", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/auth/login")
+    assert httpx.get(base + "/guardian/api/overview").status_code == 401
+    token = httpx.post(base + "/auth/token", json={"username": "monitor", "password": PASSWORD}).json()["access_token"]
+    page = httpx.get(base + "/guardian/", cookies={"_token": token})
+    assert page.status_code == 200 and "<h1>Overview</h1>" in page.text and ">monitor<" in page.text
+    overview = httpx.get(base + "/guardian/api/overview", headers={"Authorization": f"Bearer {token}"})
+    assert overview.status_code == 200 and "dags" in overview.json()
+    plugins = httpx.get(base + "/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}).json()["plugins"]
+    [guardian] = [p for p in plugins if p["name"] == "guardian"]
+    assert guardian["external_views"][0]["href"] == "/guardian/"
+    assert guardian["external_views"][0]["name"] == "Guardian"
