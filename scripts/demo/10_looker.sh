@@ -32,3 +32,6 @@ guardian looker plan --show "$PLAN_ID"
 say "Looker: restore dashboard 4 (trashed) and dashboard 17 (purged, re-imported from its backup)"
 guardian looker restore 4 17
 guardian looker report --limit 5
+
+say "Looker: the audit trail of dashboard 4 (backup, trash started/ok, restore)"
+COLUMNS=160 guardian audit tail -n 10 --target looker:default/dashboard/4
