@@ -24,7 +24,7 @@ from guardian.quality.results import CheckResult, save_results
 from guardian.sales import runs
 from guardian.sales.export import ExportResult, export_result, run_prefix
 from guardian.sales.params import ExtractParams, validate_params
-from guardian.sales.sql import DATE_COLUMN, SalesQuery, TableRef, build_query
+from guardian.sales.sql import DATE_COLUMN, RESULT_SCHEMAS, SalesQuery, TableRef, build_query, sheet_sql
 from guardian.sales.warehouse import (
     CostLimitExceeded,
     Estimate,
@@ -343,22 +343,30 @@ def _cell(value: Any) -> Any:
 
 
 def sheet_step(d: Deps, params: ExtractParams, run_id: str) -> str | None:
-    """Write the result to the requested sheet tab (values RAW), if it fits the size bound."""
+    """Write the result's sheet view to the requested tab (values RAW), if it fits the size bound.
+
+    Entry results are summed per month (country, brand, currency) for the sheet; day and month
+    results are written as they are. The files in storage always hold the full result.
+    """
     if not params.sheet_id:
         return None
     with _step(d, run_id, "sheet output"):
         cfg = d.settings.sales
         name = result_name(run_id)
-        width = len(d.warehouse.result_schema(name))
-        height = sum(n for _c, _b, n in d.warehouse.partitions(name)) + 1
+        query = query_for(d.settings, params)
+        sql = sheet_sql(params.granularity, d.warehouse.result_table(name))
+        # Only the month template (the entry summary) has params; DuckDB refuses unused ones.
+        binds = query.params if params.granularity == "entry" else {}
+        height = int(d.warehouse.query_one(f"SELECT COUNT(*) AS n FROM ({sql})", binds, name)["n"]) + 1
+        width = len(RESULT_SCHEMAS["month" if params.granularity == "entry" else params.granularity])
         cells = width * height
         if cells > cfg.sheet_max_cells:
             raise SheetTooLarge(
-                f"param sheet_id: the result has {height - 1} rows x {width} columns = {cells} cells, over the "
+                f"param sheet_id: the sheet view has {height - 1} rows x {width} columns = {cells} cells, over the "
                 f"sheet limit of {cfg.sheet_max_cells} (GUARDIAN_SALES__SHEET_MAX_CELLS); use granularity "
-                "month or day, fewer countries/brands or a shorter range (the files in storage have it all)"
+                "month, fewer countries/brands or a shorter range (the files in storage have it all)"
             )
-        header, rows = d.warehouse.fetch_rows(name, height)
+        header, rows = d.warehouse.query_rows(sql, binds, name, height)
         from guardian.sheets.client import SheetsClient
 
         tab = params.sheet_tab or cfg.sheet_tab

@@ -211,6 +211,14 @@ def build_query(params: ExtractParams, table: TableRef) -> SalesQuery:
     )
 
 
+def sheet_sql(granularity: str, result: exp.Table) -> str:
+    """The sheet view of a result: entry results summed per month with the month template itself
+    (run over the result table with the run's params), aggregates as they are; ordered."""
+    source = template("month") if granularity == "entry" else f"SELECT * FROM {PLACEHOLDER}"
+    inner = bind_table(source, result).sql(dialect="bigquery")
+    return f"SELECT * FROM ({inner}) ORDER BY 1, 2, 3, 4"
+
+
 def baseline_sql(table: TableRef) -> str:
     """The original system's query: every column of every partition (``LIMIT`` does not cut billing)."""
     return exp.select("*").from_(table.node()).limit(100).sql(dialect="bigquery")

@@ -120,7 +120,9 @@ class Warehouse(Protocol):
     def result_schema(self, name: str) -> list[tuple[str, str]]: ...
     def query_one(self, bigquery_sql: str, params: Params, name: str | None = None) -> dict[str, Any]: ...
     def partitions(self, name: str) -> list[tuple[str, str, int]]: ...
-    def fetch_rows(self, name: str, limit: int) -> tuple[list[str], list[list[Any]]]: ...
+    def query_rows(
+        self, bigquery_sql: str, params: Params, name: str, limit: int
+    ) -> tuple[list[str], list[list[Any]]]: ...
     def export_partition(
         self, name: str, country: str, brand: str, fmt: str, storage: Storage, key_stem: str
     ) -> list[ExportedFile]: ...
@@ -307,11 +309,12 @@ class DuckDBWarehouse:
             ).fetchall()
         return [(str(c), str(b), int(n)) for c, b, n in rows]
 
-    def fetch_rows(self, name: str, limit: int) -> tuple[list[str], list[list[Any]]]:
-        """Up to ``limit`` rows of the result (small results only: the sheet output)."""
+    def query_rows(self, bigquery_sql: str, params: Params, name: str, limit: int) -> tuple[list[str], list[list[Any]]]:
+        """Up to ``limit`` rows of a query on the result (small results only: the sheet output)."""
+        values = {key: value for key, (_k, value) in params.items()}
         with self._connect(name) as con:
-            cursor = con.execute("SELECT * FROM result ORDER BY ALL LIMIT ?", [limit])
-            rows = [list(row) for row in cursor.fetchall()]
+            cursor = con.execute(to_duckdb(bigquery_sql), values)
+            rows = [list(row) for row in cursor.fetchmany(limit)]
             names = [d[0] for d in cursor.description]
         return names, rows
 
@@ -519,11 +522,12 @@ class BigQueryWarehouse:
         result = job.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry)
         return [(str(r["country_code"]), str(r["brand_code"]), int(r["n"])) for r in result]
 
-    def fetch_rows(self, name: str, limit: int) -> tuple[list[str], list[list[Any]]]:
-        """Up to ``limit`` rows of the result table (the bounded sheet output)."""
-        rows = self.client.list_rows(self._table_id(name), max_results=limit, retry=self._retry, timeout=self._timeout)
-        names = [f.name for f in rows.schema]
-        return names, [list(row.values()) for row in rows]
+    def query_rows(self, bigquery_sql: str, params: Params, name: str, limit: int) -> tuple[list[str], list[list[Any]]]:
+        """Up to ``limit`` rows of a query on the result table (the bounded sheet output)."""
+        job = self._run(bigquery_sql, params)
+        result = job.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry, max_results=limit)
+        names = [f.name for f in result.schema]
+        return names, [list(row.values()) for row in result]
 
     def export_partition(
         self, name: str, country: str, brand: str, fmt: str, storage: Storage, key_stem: str

@@ -281,3 +281,20 @@ def load_sales_table() -> Any:
 def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """The demo generator's first quarter of 2026 (6000 rows over two years), as JSON rows."""
     return _demo_rows(tmp_path_factory.mktemp("rows"))
+
+
+@pytest.fixture
+def sheets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from guardian.sandbox.serve import start_in_thread
+    from guardian.sandbox.sheets import SheetsSandbox, create_app
+    from guardian.sandbox.sheets.seed import DEMO_SPREADSHEET_ID, demo_tabs
+
+    state = SheetsSandbox()
+    state.create(DEMO_SPREADSHEET_ID, "Guardian demo control sheet", demo_tabs())
+    handle = start_in_thread(create_app(state))
+    monkeypatch.setenv("GUARDIAN_SHEETS__SPREADSHEET_ID", DEMO_SPREADSHEET_ID)
+    monkeypatch.setenv("GUARDIAN_SHEETS__API_ENDPOINT", handle.url + "/")
+    monkeypatch.setenv("GUARDIAN_SHEETS__RANGE", "Requests!A1:Z")
+    monkeypatch.setenv("GUARDIAN_SHEETS__BACKOFF_SECONDS", "0.01")
+    yield state
+    handle.stop()

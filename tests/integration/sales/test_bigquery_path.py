@@ -148,3 +148,27 @@ def test_doctor_dry_run_check(bq_stub: Any, bigquery_env: str) -> None:
     bq_stub.bytes_processed = 123 * 1024**2
     line = bigquery_dry_run_check(load_settings())
     assert line.startswith("BigQuery dry run on guardian-demo.") and "123.0 MiB for one day" in line
+
+
+def test_sheet_view_is_queried_server_side(
+    bq_emulator: Any,
+    bq_stub: Any,
+    emulator_gcs: Any,
+    bigquery_env: str,
+    rows: list[dict[str, Any]],
+    load_sales_table: Any,
+    sheets: Any,
+) -> None:
+    from guardian.sandbox.sheets.seed import DEMO_SPREADSHEET_ID
+
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
+    raw = {**RAW, "sheet_id": DEMO_SPREADSHEET_ID, "sheet_tab": "BQ"}
+    report = run_extract(load_settings(), raw, "bq-sheet", storage=emulator_gcs)
+    assert report.outcome.ok and report.sheet_range
+    values = sheets.get(DEMO_SPREADSHEET_ID, "'BQ'!A1:Z100", "FORMULA")["values"]
+    assert values[0][:5] == ["sale_month", "country_code", "brand_code", "currency_code", "entries"]
+    assert [row[:3] for row in values[1:]] == [
+        [month, country, "X"] for month in ("2026-01-01", "2026-02-01", "2026-03-01") for country in ("TH", "VN")
+    ]
+    expected = sum(1 for r in rows if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X")
+    assert sum(int(row[4]) for row in values[1:]) == expected

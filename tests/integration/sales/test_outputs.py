@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,6 @@ def warehouse(guardian_env: Path, warehouse_file: Path) -> Path:
     guardian_env.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(warehouse_file, guardian_env / "warehouse.duckdb")
     return guardian_env / "warehouse.duckdb"
-
-
-@pytest.fixture
-def sheets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from guardian.sandbox.serve import start_in_thread
-    from guardian.sandbox.sheets import SheetsSandbox, create_app
-    from guardian.sandbox.sheets.seed import DEMO_SPREADSHEET_ID, demo_tabs
-
-    state = SheetsSandbox()
-    state.create(DEMO_SPREADSHEET_ID, "Guardian demo control sheet", demo_tabs())
-    handle = start_in_thread(create_app(state))
-    monkeypatch.setenv("GUARDIAN_SHEETS__SPREADSHEET_ID", DEMO_SPREADSHEET_ID)
-    monkeypatch.setenv("GUARDIAN_SHEETS__API_ENDPOINT", handle.url + "/")
-    monkeypatch.setenv("GUARDIAN_SHEETS__RANGE", "Requests!A1:Z")
-    monkeypatch.setenv("GUARDIAN_SHEETS__BACKOFF_SECONDS", "0.01")
-    yield state
-    handle.stop()
 
 
 @pytest.mark.usefixtures("warehouse")
@@ -85,8 +67,10 @@ def test_month_result_written_to_a_sheet_tab_raw(sheets: Any) -> None:
     from guardian.store import get_store
 
     settings = load_settings()
-    raw = {**RAW, "granularity": "month", "countries": ["TH", "VN"], "brands": ["X", "Y"]}
-    report = run_extract(settings, {**raw, "sheet_id": DEMO_SPREADSHEET_ID, "sheet_tab": "Sales Q1"}, "sheet-1")
+    raw = {**RAW, "countries": ["TH", "VN"], "brands": ["X", "Y"]}
+    report = run_extract(
+        settings, {**raw, "granularity": "month", "sheet_id": DEMO_SPREADSHEET_ID, "sheet_tab": "Sales Q1"}, "sheet-1"
+    )
     assert report.outcome.ok and report.sheet_range
     values = sheets.get(DEMO_SPREADSHEET_ID, "'Sales Q1'!A1:Z100", "FORMULA")["values"]
     assert values[0][:4] == ["sale_month", "country_code", "brand_code", "currency_code"]
@@ -95,6 +79,12 @@ def test_month_result_written_to_a_sheet_tab_raw(sheets: Any) -> None:
     assert isinstance(values[1][4], int | float)  # numbers stay numbers (RAW), not text
     record = get_run(get_store(settings), "sheet-1")
     assert record is not None and record["sheet_range"].startswith(DEMO_SPREADSHEET_ID + "!")
+
+    # An entry-level extract goes to the sheet summed per month (the files keep every entry).
+    entries = run_extract(settings, {**raw, "sheet_id": DEMO_SPREADSHEET_ID, "sheet_tab": "Entries"}, "sheet-2")
+    assert entries.export is not None and entries.export.rows > 100
+    summary = sheets.get(DEMO_SPREADSHEET_ID, "'Entries'!A1:Z100", "FORMULA")["values"]
+    assert summary[1:] == values[1:]
 
 
 @pytest.mark.usefixtures("warehouse")

@@ -254,8 +254,11 @@ def test_export_failure_midway_leaves_nothing_and_keeps_the_previous_export(
 
 @pytest.mark.usefixtures("warehouse")
 def test_sheet_output_too_large_is_refused_with_the_numbers(raw: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GUARDIAN_SALES__SHEET_MAX_CELLS", "100")
-    with pytest.raises(SheetTooLarge, match=r"over the sheet limit of 100 \(GUARDIAN_SALES__SHEET_MAX_CELLS\)"):
+    monkeypatch.setenv("GUARDIAN_SALES__SHEET_MAX_CELLS", "20")
+    with pytest.raises(
+        SheetTooLarge,
+        match=r"sheet view has 3 rows x 10 columns = 40 cells, over the sheet limit of 20 \(GUARDIAN_SALES__SHEET_MAX",
+    ):
         run_extract(load_settings(), raw(sheet_id="1AbCdEfGhIjKlMnOpQrStUvWxYz"), "sheet-big")
 
 
