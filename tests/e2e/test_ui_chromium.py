@@ -69,16 +69,15 @@ def _demo_data() -> None:
     record_task_usage(
         store, TaskUsage("bigquery_sales_query", "run_query", "scheduled__3", 1, "success", 42.0, 3.2, 180 * 2**20)
     )
+    from guardian.quality.drift import schema_check
+
+    expected = [("order_date", "DATE"), ("country", "STRING"), ("revenue", "NUMERIC"), ("promo", "STRING")]
+    actual = [("order_date", "DATE"), ("country", "STRING"), ("revenue", "FLOAT64"), ("discount", "FLOAT64")]
     save_results(
         store,
         "sales_extract",
         "manual__demo",
-        [
-            CheckResult("row_count", True, "1200 rows"),
-            CheckResult(
-                "schema", False, "schema drifted", "warn", {"added": ["discount FLOAT64"], "removed": ["promo STRING"]}
-            ),
-        ],
+        [CheckResult("row_count", True, "1200 rows"), schema_check(expected, actual, severity="warn")],
     )
     run_health_check(settings, store, runs, notify=False)
 
@@ -139,7 +138,7 @@ def test_pages_and_restore_flow_in_chromium(
 
     browser.find_element(By.CSS_SELECTOR, "a[data-nav=quality]").click()
     drift = find(browser, "quality-results").text
-    assert "+ discount FLOAT64" in drift and "- promo STRING" in drift
+    assert "+ discount" in drift and "- promo" in drift and "~ revenue: decimal → float" in drift
     screenshot(browser, "06_quality")
 
     for nav, shot in (("sheets", "04_sheets"), ("sales", "05_sales")):
@@ -158,12 +157,15 @@ def test_pages_and_restore_flow_in_chromium(
     screenshot(browser, "08_restore_confirm")
     # A wrong confirmation restores nothing.
     find(browser, "confirm").send_keys("5")
+    page = browser.find_element(By.TAG_NAME, "html")
     find(browser, "restore-submit").click()
+    WebDriverWait(browser, 20).until(ec.staleness_of(page))
     assert "type the dashboard id 4" in find(browser, "flash").text
     assert looker_sandbox.state.dashboards["4"]["deleted"] is True
     find(browser, "confirm").send_keys("4")
     find(browser, "restore-submit").click()
-    flash = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "flash"))).text
+    WebDriverWait(browser, 30).until(ec.url_matches(r"/looker$"))
+    flash = find(browser, "flash").text
     assert "Dashboard 4: untrashed" in flash, flash
     assert looker_sandbox.state.dashboards["4"]["deleted"] is False
     screenshot(browser, "09_restored")
