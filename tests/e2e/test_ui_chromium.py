@@ -81,6 +81,28 @@ def _demo_data() -> None:
     )
     run_health_check(settings, store, runs, notify=False)
 
+    # A Sales run record and a Sheets request, through the services' own store functions.
+    from guardian.sales.runs import finish_run, start_run
+    from guardian.sheets import ledger
+
+    start_run(store, "manual__demo", backend="duckdb", params={"country": "NL", "brand": "Acme"})
+    finish_run(store, "manual__demo", ok=False, error="bytes estimated 12 GiB over the 10 GiB limit")
+    with store.write() as conn:
+        base = ledger.base_key("demo-control-sheet", "Requests", "NL|Acme", "")
+        ledger.insert(
+            conn,
+            key=ledger.request_key(base, 0),
+            base=base,
+            gen=0,
+            spreadsheet_id="demo-control-sheet",
+            tab="Requests",
+            row_number=7,
+            target="bigquery_sales_query",
+            conf={"country": "NL", "brand": "Acme"},
+            requested_by="ana@example.com",
+            at=now,
+        )
+
 
 def find(driver: Any, element_id: str) -> Any:
     """The element with this id, once the page that has it has loaded."""
@@ -141,9 +163,13 @@ def test_pages_and_restore_flow_in_chromium(
     assert "+ discount" in drift and "- promo" in drift and "~ revenue: decimal → float" in drift
     screenshot(browser, "06_quality")
 
-    for nav, shot in (("sheets", "04_sheets"), ("sales", "05_sales")):
+    for nav, shot, expected in (
+        ("sheets", "04_sheets", "ana@example.com"),
+        ("sales", "05_sales", "12 GiB over the 10 GiB limit"),
+    ):
         browser.find_element(By.CSS_SELECTOR, f"a[data-nav={nav}]").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text
+        WebDriverWait(browser, 20).until(ec.url_contains(f"/{nav}"))
+        assert expected in find(browser, "service-table").text
         screenshot(browser, shot)
 
     # Looker: the applied plan, trashed and purged dashboards, backups, then restore #4.
