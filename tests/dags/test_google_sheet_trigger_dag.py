@@ -6,6 +6,7 @@ on the sales DAG; the allow-list makes it the only DAG the sheet may start.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     state = SheetsSandbox()
     state.create(DEMO_SPREADSHEET_ID, "Guardian demo control sheet", demo_tabs())
+    # The metadata DB outlives a test: a requester unique to this test gives its request its own run id.
+    state.update(DEMO_SPREADSHEET_ID, "Requests!F2", [[f"t{uuid.uuid4().hex[:10]}@example.com"]], "RAW")
     handle = start_in_thread(create_app(state))
     monkeypatch.setenv("GUARDIAN_SHEETS__SPREADSHEET_ID", DEMO_SPREADSHEET_ID)
     monkeypatch.setenv("GUARDIAN_SHEETS__API_ENDPOINT", handle.url + "/")
@@ -54,16 +57,6 @@ def _register_target() -> None:
 
     bag = DagBag(dag_folder=str(REPO / "dags" / f"{TARGET}.py"), include_examples=False)
     bag.sync_to_db()
-
-
-def _forget_sheet_runs() -> None:
-    """The metadata DB outlives a test: drop target runs an earlier test started from the same sheet."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for dr in session.query(DagRun).filter(DagRun.dag_id == TARGET, DagRun.run_id.like("sheets__%")):
-            session.delete(dr)
 
 
 def _runs_of(dag_id: str, run_id: str) -> int:
@@ -99,7 +92,6 @@ def test_poll_triggers_one_run_per_request_even_when_repeated(sandbox: Any) -> N
     from guardian.store import get_store
 
     _register_target()
-    _forget_sheet_runs()
     dag = _load_dag()
     first = dag.test()
     assert first.state == "success", _states(first)
