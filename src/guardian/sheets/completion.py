@@ -16,7 +16,7 @@ from guardian.errors import GuardianError, ValidationFailed
 from guardian.sheets import ledger
 from guardian.sheets.a1 import index_to_col, quote_sheet
 from guardian.sheets.a1 import parse as parse_a1
-from guardian.sheets.control import COMPLETED, FAILED, parse_table
+from guardian.sheets.control import COMPLETED, FAILED, RUN, parse_table
 from guardian.sheets.poll import stamp
 
 if TYPE_CHECKING:
@@ -102,21 +102,40 @@ def report_run(
             from guardian.sheets.client import SheetsClient
 
             client = SheetsClient.from_settings(settings)
-        written = write_status(settings, client, req, status=status, message=message, at=stamp(now))
+        outcome = write_status(settings, client, req, status=status, message=message, at=stamp(now))
     except GuardianError as exc:
         # The ledger holds the outcome; the next poll writes it to the row.
         log.warning("sheets: could not write request %s to its row now (%s); the next poll will", request_id, exc)
-        written = False
-    if written:
+        outcome = None
+    if outcome is not None:
+        # Written, or nothing left to write to (row gone, or `run` typed again): settled either way.
         with store.write() as conn:
             ledger.set_fields(conn, request_id, sheet_status=status, acked_at=req.acked_at or now)
+            if outcome != WRITTEN:
+                audit.append(
+                    conn,
+                    actor=audit.default_actor(),
+                    action="sheets.writeback.skipped",
+                    target=f"gsheets://{req.spreadsheet_id}/{req.tab}#run={req.dag_run_id}",
+                    before=None,
+                    after={"status": status, "reason": outcome},
+                    outcome="skipped",
+                    context=audit.current_context(),
+                )
     _notify(settings, store, req, status, message)
+
+
+WRITTEN, ROW_GONE, RETYPED = "written", "row gone", "run typed again"
 
 
 def write_status(
     settings: Settings, client: SheetsClient, req: ledger.Request, *, status: str, message: str, at: str
-) -> bool:
-    """Write status/message/updated-at to the request's row, re-found by its Run ID; False if the row is gone."""
+) -> str:
+    """Write status/message/updated-at to the request's row, re-found by its Run ID.
+
+    Returns WRITTEN; ROW_GONE when no row holds the run id any more; RETYPED when a person has
+    typed `run` on the row again (their new request wins: the old outcome stays in the ledger).
+    """
     rng = parse_a1(settings.sheets.range)
     if rng.sheet != req.tab or settings.sheets.spreadsheet_id != req.spreadsheet_id:
         # The request came from a control range that is no longer the configured one.
@@ -126,14 +145,17 @@ def write_status(
     row = next((r for r in table.rows if r.get("run_id").strip() == req.dag_run_id), None)
     if row is None:
         log.warning("sheets: no row holds run id %s any more; status not written", req.dag_run_id)
-        return False
+        return ROW_GONE
+    if row.status == RUN:
+        log.info("sheets: row %d asks for a new run; %s of %s not written over it", row.number, status, req.dag_run_id)
+        return RETYPED
     tab = quote_sheet(req.tab)
     data = []
     for name, value in (("status", status), ("message", message), ("updated_at", at)):
         col = table.column_of(name)
         data.append((f"{tab}!{index_to_col(col)}{row.number}", [[value]]))
     client.batch_update_values(req.spreadsheet_id, data)
-    return True
+    return WRITTEN
 
 
 def _notify(settings: Settings, store: Store, req: ledger.Request, status: str, message: str) -> None:

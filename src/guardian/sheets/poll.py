@@ -276,6 +276,13 @@ def poll(
                 writes[row.number] = {"status": desired, "message": _message_for(req), "updated_at": stamp(now)}
                 planned_req[row.number] = req
 
+        if not dry_run:
+            on_sheet = {r.get("run_id").strip() for r in table.rows}
+            for req in open_requests:
+                if req.status in (ledger.COMPLETED, ledger.FAILED) and req.dag_run_id not in on_sheet:
+                    # Its row was deleted: nothing left to converge, so it must not block no-change polls.
+                    ledger.set_fields(conn, req.request_id, sheet_status=req.status)
+
     result.planned = writes
     if writes and not dry_run:
         writes = _recheck(settings, client, table, rows_by_number, writes, planned_req, read_done, result, store)

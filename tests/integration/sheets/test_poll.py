@@ -277,3 +277,27 @@ def test_range_without_room_for_guardian_columns_is_a_poll_error(
     monkeypatch.setenv("GUARDIAN_SHEETS__RANGE", "Requests!A1:C")
     with pytest.raises(SheetLayoutError, match="no room for the guardian's columns"):
         do_poll()
+
+
+def test_run_typed_again_before_the_first_run_ends_is_not_overwritten(sheets_sandbox: Sandbox) -> None:
+    first = do_poll().new[0]
+    sheets_sandbox.type("Requests!G2", [["run"]])  # asks again while the first run is still going
+    report_run(
+        load_settings(), request_id=first.request_id, dag_run_id="x", ok=True, rows=5, output_uri=None, error=None
+    )
+    assert cells(sheets_sandbox, 2)["Status"] == "run"  # the person's new request wins
+    stored = ledger.get(get_store(load_settings()), first.request_id)
+    assert stored is not None and stored.status == "completed"
+    second = do_poll()
+    assert len(second.new) == 1 and cells(sheets_sandbox, 2)["Run ID"] == second.new[0].dag_run_id
+
+
+def test_deleted_row_settles_and_polls_short_circuit_again(sheets_sandbox: Sandbox) -> None:
+    first = do_poll().new[0]
+    ledger.mark_triggered(get_store(load_settings()), [first.request_id])
+    sheets_sandbox.state.clear("demo-control-sheet", "Requests!A2:K2")  # a person deletes the request
+    report_run(
+        load_settings(), request_id=first.request_id, dag_run_id="x", ok=True, rows=5, output_uri=None, error=None
+    )
+    do_poll()
+    assert do_poll().outcome == "no_change"
