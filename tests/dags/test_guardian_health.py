@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _forget_task_context() -> Iterator[None]:
+    # dag.test() runs tasks in this process and leaves AIRFLOW_CTX_* set; later tests would
+    # then look as if they ran inside a task.
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CTX_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:
+        del os.environ[key]
+    os.environ.update(before)
 
 
 def _load_dag():  # type: ignore[no-untyped-def]
