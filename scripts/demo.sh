@@ -11,6 +11,8 @@ rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 export GUARDIAN_DATA_DIR="$DEMO_DIR/data"
 export PATH="$REPO/.venv/bin:$PATH"
+# Tables stay readable when the output is a file or a CI log rather than a terminal.
+export COLUMNS="${COLUMNS:-160}"
 export AIRFLOW_HOME="$DEMO_DIR/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
