@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,21 @@ def _settings() -> Any:
     return load_settings()
 
 
+def _exclusion_kind(reason: str) -> str:
+    for marker, kind in (
+        ("LookML", "LookML"),
+        ("protected folder", "protected folder"),
+        ("allow-listed", "allow-listed"),
+        ("scheduled", "scheduled"),
+        ("favorited", "favorited"),
+        ("public", "public"),
+        ("trashed by a person", "trashed by a person"),
+    ):
+        if marker in reason:
+            return kind
+    return "other"
+
+
 def _print_plan(plan: Any, actions: list[Any], *, show_all: bool) -> None:
     console.print(
         f"[bold]plan {plan.id}[/bold] on {plan.instance} ({plan.status}), made {plan.created_at:%Y-%m-%d %H:%M} UTC "
@@ -32,6 +48,10 @@ def _print_plan(plan: Any, actions: list[Any], *, show_all: bool) -> None:
         f"soft_delete {counts.get('soft_delete', 0)}, purge {counts.get('purge', 0)}, warn {counts.get('warn', 0)}, "
         f"skip {counts.get('skip', 0)}, keep {counts.get('keep', 0)}"
     )
+    skipped = [a for a in actions if a.kind == "skip"]
+    if skipped:
+        groups = Counter(_exclusion_kind(a.reason) for a in skipped)
+        console.print("exclusions: " + ", ".join(f"{kind} {n}" for kind, n in groups.most_common()))
     table = Table(title="actions" if show_all else "actions (use --all to list more than 200)")
     for col in ("#", "dashboard", "kind", "state", "title", "owner", "folder", "reason / outcome"):
         table.add_column(col, overflow="fold", no_wrap=col in ("#", "dashboard", "kind", "state"))
@@ -148,7 +168,6 @@ def report_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recent plans with their action states, recent backups and restores."""
-    from collections import Counter
 
     from guardian.looker import service
     from guardian.store import get_store

@@ -234,6 +234,7 @@ def test_cli_plan_apply_restore_report(settings: Any, sandbox: Any) -> None:
     assert {a["dashboard_id"] for a in data["actions"] if a["kind"] == "soft_delete"} == TRASH
     shown = run("plan", "--show", str(plan_id))
     assert "Old Campaign 2023" in shown.stdout and "protected folder" in shown.stdout
+    assert "exclusions: protected folder 2" in shown.stdout
     applied = run("apply", str(plan_id), "--yes")
     assert applied.returncode == 0, applied.stderr
     assert "6 done" in applied.stdout
