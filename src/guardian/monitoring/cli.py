@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +26,10 @@ def _settings() -> Any:
 def check(
     airflow_db: Annotated[
         str | None,
-        typer.Option(help="Read runs from this Airflow metadata DB URL instead of the REST API."),
+        typer.Option(
+            help="Read runs from this Airflow metadata DB URL (default: the REST API when "
+            "GUARDIAN_MONITORING__AIRFLOW_API_URL is set, else AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)."
+        ),
     ] = None,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Evaluate and record, but send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -39,13 +43,14 @@ def check(
     settings = _settings()
     store = get_store(settings)
     since = default_since(last_collected(store), settings.monitoring.history_days)
-    if airflow_db:
-        dag_ids, runs = collect_from_database(airflow_db, since)
-        source = "metadb"
-    elif settings.monitoring.airflow_api_url:
+    if settings.monitoring.airflow_api_url and not airflow_db:
         api = AirflowApi.from_settings(settings)
         dag_ids, runs, source = api.dags(), api.runs_since(since), f"api-{api.version}"
+    elif airflow_db or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        dag_ids, runs = collect_from_database(airflow_db or os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], since)
+        source = "metadb"
     else:
+        # Nothing to collect from: summarise and alert on what the store already holds.
         dag_ids, runs, source = [], [], "store"
     report = run_health_check(settings, store, runs, source=source, dag_ids=dag_ids, notify=not no_notify)
     if as_json:
