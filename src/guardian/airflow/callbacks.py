@@ -65,6 +65,53 @@ def share_secrets_with_airflow(settings: Any) -> None:
         log.debug("airflow secrets masker unavailable", exc_info=True)
 
 
+# The password of the smtp_default connection reaches the notifier through this process's
+# environment, as a secret reference: settings never hold a secret value.
+_SMTP_PASSWORD_ENV = "AIRFLOW_GUARDIAN_SMTP_PASSWORD"
+_SLACK_WEBHOOK_ENV = "AIRFLOW_GUARDIAN_SLACK_WEBHOOK"
+
+
+def alert_settings() -> Any:
+    """Task settings, with email and Slack taken from ``smtp_default`` / ``slack_default`` when
+    the GUARDIAN_NOTIFY__* settings leave them unset (the settings win when both exist)."""
+    import os
+
+    from guardian.airflow.dagkit import _connection, task_settings
+    from guardian.monitoring.config import NotifySettings
+
+    settings = task_settings()
+    notify = settings.notify.model_dump()
+    changed = False
+    if not settings.notify.smtp_host:
+        conn = _connection("smtp_default")
+        if conn is not None and conn.host:
+            extra = conn.extra_dejson or {}
+            notify.update(
+                smtp_host=conn.host,
+                smtp_port=int(conn.port or 25),
+                smtp_user=conn.login or None,
+                # STARTTLS when the connection asks for TLS explicitly (implicit SSL is not supported).
+                smtp_starttls=extra.get("disable_tls") is False,
+            )
+            if extra.get("from_email"):
+                notify["email_from"] = extra["from_email"]
+            if conn.password:
+                os.environ[_SMTP_PASSWORD_ENV] = conn.password
+                notify["smtp_password_ref"] = f"env:{_SMTP_PASSWORD_ENV}"
+            changed = True
+    if not settings.notify.slack_webhook_ref:
+        slack_conn = _connection("slack_default")
+        secret = (slack_conn.password or "") if slack_conn is not None else ""
+        if slack_conn is not None and secret:
+            host = (slack_conn.host or "https://hooks.slack.com/services").rstrip("/")
+            os.environ[_SLACK_WEBHOOK_ENV] = secret if secret.startswith("http") else f"{host}/{secret.lstrip('/')}"
+            notify["slack_webhook_ref"] = f"env:{_SLACK_WEBHOOK_ENV}"
+            changed = True
+    if changed:
+        settings = settings.model_copy(update={"notify": NotifySettings(**notify)})
+    return settings
+
+
 def alert(context: Any, kind: str) -> dict[str, Any]:
     """Audit (failures) and send the alert for a failure or retry; return what was sent."""
     from guardian.logging import mask_text
@@ -74,10 +121,9 @@ def alert(context: Any, kind: str) -> dict[str, Any]:
     info["error"] = mask_text(info["error"] or "") or None
     outcome: dict[str, Any] = {"info": info, "deliveries": []}
     try:
-        from guardian.airflow.dagkit import task_settings
         from guardian.store import get_store
 
-        settings = task_settings()
+        settings = alert_settings()
         share_secrets_with_airflow(settings)
         info["error"] = mask_text(info["error"] or "") or None
         store = get_store(settings)

@@ -160,3 +160,23 @@ def test_dag_failure_after_a_task_failure_is_audited_not_alerted_twice(
     # A DAG run that failed for another reason (e.g. it timed out) does alert.
     alert({"ti": FakeTI(), "reason": "timed_out"}, "failure")
     assert len(smtp.messages) == 2 and "timed_out" in body_text(smtp.messages[1])
+
+
+def test_airflow_connections_carry_smtp_and_slack_when_settings_do_not(
+    smtp: SmtpReceiver, slack: SlackReceiver, monkeypatch: Any
+) -> None:
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_DEFAULT",
+        json.dumps(
+            {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{slack.port}", "password": "services/T1/B2/tok3n"}
+        ),
+    )
+    outcome = alert(_failing_context("x"), "failure")
+    assert [(d.channel, d.delivered) for d in outcome["deliveries"]] == [("email", True), ("slack", True)]
+    assert len(smtp.messages) == 1 and slack.paths == ["/services/T1/B2/tok3n"]
+    assert "tok3n" not in json.dumps(slack.payloads)
