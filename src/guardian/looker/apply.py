@@ -45,7 +45,7 @@ from guardian.looker.plan import (
     set_plan_status,
     verify_plan_hash,
 )
-from guardian.looker.policy import Context, DashboardFacts, Policy, decide, folder_chain
+from guardian.looker.policy import Context, DashboardFacts, Policy, decide, folder_chain, parse_ts
 from guardian.looker.tables import looker_actions, looker_plans
 from guardian.storage import Storage
 from guardian.store import Store
@@ -265,9 +265,17 @@ class _Runner:
             if fresh is None:
                 return self.finish(action, "skipped", "no longer exists (deleted since the plan)")
             if fresh.get("deleted"):
+                deleted_at = parse_ts(fresh.get("deleted_at"))
+                # A call that timed out after Looker applied it leaves the action failed, not in_progress.
+                ours = interrupted or (
+                    self.ctx.guardian_user_id is not None
+                    and str(fresh.get("deleter_id")) == self.ctx.guardian_user_id
+                    and deleted_at is not None
+                    and deleted_at >= self.plan.created_at.replace(microsecond=0)
+                )
                 why = (
                     TRASHED_BEFORE_INTERRUPTION
-                    if interrupted
+                    if ours
                     else f"already in trash (by user {fresh.get('deleter_id')} at {fresh.get('deleted_at')})"
                 )
                 return self.finish(action, "noop", why, fresh)

@@ -15,7 +15,6 @@ from guardian import audit
 from guardian.errors import SafetyGateTripped
 from guardian.looker import service
 from guardian.looker.backup import list_backups, read_backup
-from guardian.looker.client import connect
 from guardian.looker.plan import latest_plan, list_actions
 from guardian.looker.tables import looker_actions
 from guardian.sandbox.looker import FaultRule
@@ -76,17 +75,19 @@ def test_apply_is_idempotent_and_audited_before_and_after(settings: Any, sandbox
 
 
 def test_state_changed_since_the_plan_is_rechecked(settings: Any, sandbox: Any) -> None:
+    from guardian.looker.client import GuardianApiSettings, LookerClient
+
     plan = service.plan(settings)
-    client = connect(settings)
+    bob = LookerClient(GuardianApiSettings(base_url=sandbox.url, client_id="bob-id", client_secret="bob-secret"))
     sandbox.state.view("4")
-    client.sdk.patch(path="/dashboards/5", structure=str, body={"folder_id": "7"})
-    client.set_deleted("6", True)
-    client.delete_dashboard("7")
+    bob.sdk.patch(path="/dashboards/5", structure=str, body={"folder_id": "7"})
+    bob.set_deleted("6", True)
+    bob.delete_dashboard("7")
     report = service.apply(settings, plan.id)
     states = _states(get_store(settings), plan.id)
     assert states["4"][1] == "skipped" and "viewed since the plan" in (states["4"][2] or "")
     assert states["5"][1] == "skipped" and "protected folder" in (states["5"][2] or "")
-    assert states["6"][1] == "noop" and "already in trash" in (states["6"][2] or "")
+    assert states["6"][1] == "noop" and "already in trash (by user 3" in (states["6"][2] or "")
     assert states["7"][1] == "skipped" and "no longer exists" in (states["7"][2] or "")
     assert states["8"][1] == "done" and report.done == 2
     assert not sandbox.state.dashboards["4"]["deleted"] and not sandbox.state.dashboards["5"]["deleted"]
@@ -261,3 +262,20 @@ def test_one_applier_per_plan(backend: str, sandbox: Any, request: pytest.Fixtur
         service.apply(settings, plan.id)
     assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
     assert service.apply(settings, plan.id).done == 6
+
+
+def test_trash_that_timed_out_but_happened_is_recognised(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from guardian.looker.plan import guardian_trashed_ids
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__API_TIMEOUT", "1")
+    settings = load_settings()
+    plan = service.plan(settings)
+    sandbox.set_faults(FaultRule(delay_after_ms=1500, path="^/dashboards/8$", method="PATCH"))
+    first = service.apply(settings, plan.id)
+    assert first.failed == 1 and sandbox.state.dashboards["8"]["deleted"] is True
+    sandbox.set_faults()
+    again = service.apply(settings, plan.id)
+    assert again.noop == 1
+    action = next(a for a in list_actions(get_store(settings), plan.id) if a.dashboard_id == "8")
+    assert action.trashed_by_guardian and "8" in guardian_trashed_ids(get_store(settings), "default")

@@ -41,7 +41,10 @@ class LookerState:
     lookml_extra: dict[str, str] = field(default_factory=dict)
     next_id: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock)
-    clients: dict[str, tuple[str, str]] = field(default_factory=lambda: {"sandbox-id": ("sandbox-secret", API_USER_ID)})
+    clients: dict[str, tuple[str, str]] = field(
+        # The guardian's API key, and one of a person (Bob, user 3) for "changed by hand" scenarios.
+        default_factory=lambda: {"sandbox-id": ("sandbox-secret", API_USER_ID), "bob-id": ("bob-secret", "3")}
+    )
 
     # -- builders ---------------------------------------------------------------------
     def add_user(self, user_id: str, first: str, last: str, email: str) -> dict[str, Any]:
