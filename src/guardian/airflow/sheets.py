@@ -21,14 +21,10 @@ GCP_CONN_ID = "google_cloud_default"
 
 
 def sheets_client(settings: Settings) -> SheetsClient:
-    """The Sheets client inside a task: sandbox or key-file settings first, else the Google connection."""
-    from guardian.sheets.client import SheetsClient, _is_loopback
+    """The Sheets client inside a task: sandbox or key-file settings first, else google_cloud_default, else ADC."""
+    from guardian.sheets.client import SheetsClient
 
-    cfg = settings.sheets
-    if cfg.anonymous or cfg.credentials_file or _is_loopback(cfg.api_endpoint):
-        return SheetsClient.from_settings(settings)
-    credentials = _connection_credentials()
-    return SheetsClient.from_settings(settings, credentials=credentials)
+    return SheetsClient.from_settings(settings)
 
 
 def _connection_credentials() -> Any | None:
@@ -81,3 +77,14 @@ def confirm(requests: list[dict[str, Any]]) -> int:
     changed = ledger.mark_triggered(get_store(task_settings()), ids)
     log.info("sheets: %d request(s) confirmed in Airflow (%d newly)", len(ids), changed)
     return changed
+
+
+def install() -> None:
+    """Make the domain's Sheets client take credentials from google_cloud_default (when no key file is set)."""
+    from guardian.sheets.client import set_credentials_provider
+
+    set_credentials_provider(_connection_credentials)
+
+
+# Importing the glue is what makes the domain's Sheets client use google_cloud_default.
+install()

@@ -12,8 +12,11 @@ the ``google_cloud_default`` connection (see guardian.airflow.sheets).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -49,8 +52,26 @@ def _is_loopback(url: str | None) -> bool:
     return host in {"localhost", "::1"} or host.startswith("127.")
 
 
+_provider: Callable[[], Any | None] | None = None
+
+
+def set_credentials_provider(provider: Callable[[], Any | None] | None) -> None:
+    """Install where credentials come from when no key file is set (the Airflow glue: google_cloud_default)."""
+    global _provider
+    _provider = provider
+
+
+def _provided_credentials() -> Any | None:
+    if _provider is None and "airflow" in sys.modules:
+        # Inside an Airflow task (e.g. the sales DAG reporting completion) the glue supplies the
+        # google_cloud_default connection's credentials; the domain itself never imports airflow.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("guardian.airflow.sheets").install()
+    return _provider() if _provider is not None else None
+
+
 def credentials_from_settings(settings: Settings) -> Any:
-    """Credentials for the Sheets API: anonymous (sandbox), a key file, or application defaults."""
+    """Credentials for the Sheets API: anonymous (sandbox), a key file, the Airflow connection, or ADC."""
     cfg = settings.sheets
     if cfg.anonymous or (_is_loopback(cfg.api_endpoint) and not cfg.credentials_file):
         from google.auth.credentials import AnonymousCredentials
@@ -68,6 +89,9 @@ def credentials_from_settings(settings: Settings) -> Any:
                 f"GUARDIAN_SHEETS__CREDENTIALS_FILE={cfg.credentials_file}: cannot read a service-account key "
                 f"({type(exc).__name__}); point it at the JSON key file"
             ) from None
+    provided = _provided_credentials()
+    if provided is not None:
+        return provided
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
