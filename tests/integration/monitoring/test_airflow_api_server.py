@@ -44,10 +44,11 @@ api_probe()
 PASSWORD = "monitor-password-42"
 
 
-@pytest.fixture
-def api_server(tmp_path: Path, airflow_db: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Iterator[dict[str, Any]]:
     import socket
 
+    tmp_path = tmp_path_factory.mktemp("api-server")
     dags = tmp_path / "dags"
     dags.mkdir()
     shutil.copy(REPO / "dags" / "guardian_health.py", dags / "guardian_health.py")
@@ -139,3 +140,43 @@ def test_collector_and_plugin_against_the_api_server(api_server: dict[str, Any])
     [guardian] = [p for p in plugins if p["name"] == "guardian"]
     assert guardian["external_views"][0]["href"] == "/guardian/"
     assert guardian["external_views"][0]["name"] == "Guardian"
+
+
+def test_guardian_in_the_airflow_ui_menu_in_chromium(api_server: dict[str, Any]) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = api_server["base"]
+    token = httpx.post(base + "/auth/token", json={"username": "monitor", "password": PASSWORD}).json()["access_token"]
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    shots = REPO / "docs" / "screenshots"
+    try:
+        driver.get(base + "/api/v2/version")
+        driver.add_cookie({"name": "_token", "value": token, "path": "/"})
+        driver.get(base + "/")
+        browse = WebDriverWait(driver, 30).until(ec.element_to_be_clickable((By.XPATH, "//*[text()='Browse']")))
+        browse.click()
+        entry = WebDriverWait(driver, 10).until(ec.visibility_of_element_located((By.XPATH, "//*[text()='Guardian']")))
+        driver.save_screenshot(str(shots / "11_airflow_menu.png"))
+        entry.click()
+        frame = WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.TAG_NAME, "iframe")))
+        driver.switch_to.frame(frame)
+        WebDriverWait(driver, 30).until(ec.text_to_be_present_in_element((By.ID, "current-user"), "monitor"))
+        assert "Overview" in driver.find_element(By.TAG_NAME, "h1").text
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(shots / "12_airflow_plugin.png"))
+    finally:
+        driver.quit()
