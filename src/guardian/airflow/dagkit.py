@@ -58,9 +58,16 @@ def default_args(*, retries: int = 2, retry_delay_minutes: float = 2, **extra: A
 
 
 def task_settings() -> Settings:
-    """Settings inside a task: env vars as everywhere, the store from ``guardian_db`` if defined."""
+    """Settings inside a task: env vars as everywhere, the store from ``guardian_db`` if defined.
+
+    Also points the Sheets client at the ``google_cloud_default`` connection's credentials.
+    """
+    from guardian.airflow.sheets import install as use_google_cloud_default_for_sheets
     from guardian.settings import load_settings
 
+    # Integrations whose credentials come from Airflow connections inside tasks are wired here,
+    # once per task, so the domain never has to know it runs under Airflow.
+    use_google_cloud_default_for_sheets()
     conn = _connection("guardian_db")
     if conn is None:
         return load_settings()

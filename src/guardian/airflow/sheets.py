@@ -24,6 +24,7 @@ def sheets_client(settings: Settings) -> SheetsClient:
     """The Sheets client inside a task: sandbox or key-file settings first, else google_cloud_default, else ADC."""
     from guardian.sheets.client import SheetsClient
 
+    install()
     return SheetsClient.from_settings(settings)
 
 
@@ -84,7 +85,3 @@ def install() -> None:
     from guardian.sheets.client import set_credentials_provider
 
     set_credentials_provider(_connection_credentials)
-
-
-# Importing the glue is what makes the domain's Sheets client use google_cloud_default.
-install()

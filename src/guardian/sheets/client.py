@@ -12,11 +12,8 @@ the ``google_cloud_default`` connection (see guardian.airflow.sheets).
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -62,11 +59,8 @@ def set_credentials_provider(provider: Callable[[], Any | None] | None) -> None:
 
 
 def _provided_credentials() -> Any | None:
-    if _provider is None and "airflow" in sys.modules:
-        # Inside an Airflow task (e.g. the sales DAG reporting completion) the glue supplies the
-        # google_cloud_default connection's credentials; the domain itself never imports airflow.
-        with contextlib.suppress(ImportError):
-            importlib.import_module("guardian.airflow.sheets").install()
+    # Inside Airflow tasks the glue installs google_cloud_default as the provider
+    # (guardian.airflow.dagkit.task_settings); elsewhere there is none.
     return _provider() if _provider is not None else None
 
 

@@ -75,13 +75,15 @@ def test_unreadable_key_file_is_one_actionable_line(monkeypatch: pytest.MonkeyPa
 
 
 def test_domain_client_inside_airflow_uses_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    """report_run runs inside the sales DAG's task: the domain client finds google_cloud_default."""
-    import airflow  # noqa: F401  (inside a task, Airflow is already loaded)
-
+    """report_run runs inside the sales DAG's task: task_settings() wires google_cloud_default."""
+    from guardian.airflow.dagkit import task_settings
     from guardian.sheets import client as client_module
 
     client_module.set_credentials_provider(None)
     conn = {"conn_type": "google_cloud_platform", "extra": {"keyfile_dict": json.dumps(_fake_service_account())}}
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
-    creds = _credentials(client_module.SheetsClient.from_settings(load_settings()))
-    assert creds.service_account_email == "guardian@guardian-test.iam.gserviceaccount.com"
+    try:
+        creds = _credentials(client_module.SheetsClient.from_settings(task_settings()))
+        assert creds.service_account_email == "guardian@guardian-test.iam.gserviceaccount.com"
+    finally:
+        client_module.set_credentials_provider(None)
