@@ -115,6 +115,11 @@ class Config:
         return self.state_dir / "sandboxes"
 
     @property
+    def workers_file(self) -> Path:
+        """How many workers the running topology was started with."""
+        return self.state_dir / "workers"
+
+    @property
     def admin_password_file(self) -> Path:
         """The admin password alone (what GUARDIAN_MONITORING__AIRFLOW_PASSWORD_REF points at)."""
         return self.secrets_dir / "admin_password"
@@ -279,6 +284,15 @@ def sandbox_env(topology: Mapping[str, Any]) -> dict[str, str]:
     }
     return {
         "AIRFLOW_CONN_LOOKER_DEFAULT": json.dumps(looker),
+        # The same sandbox for the guardian CLI outside Airflow (`guardian looker ...`, doctor).
+        "LOOKERSDK_BASE_URL": looker["host"],
+        "LOOKERSDK_CLIENT_ID": "sandbox-id",
+        "LOOKERSDK_CLIENT_SECRET": "sandbox-secret",
+        "LOOKERSDK_VERIFY_SSL": "false",
+        # The demo instance's policy (as in scripts/demo/10_looker.sh): its plan trashes 5 of 18
+        # dashboards, above the default circuit breaker, which would refuse it.
+        "GUARDIAN_LOOKER__MAX_FRACTION": "0.5",
+        "GUARDIAN_LOOKER__PROTECTED_FOLDER_PATHS": "Shared/Finance",
         "GUARDIAN_SHEETS__SPREADSHEET_ID": "demo-control-sheet",
         "GUARDIAN_SHEETS__API_ENDPOINT": f"http://127.0.0.1:{ports['sheets-sandbox']}/",
     }
@@ -499,6 +513,7 @@ def start(cfg: Config, *, timeout: float = 300.0, only: Iterable[str] | None = N
         folder.mkdir(parents=True, exist_ok=True)
     if cfg.sandboxes:
         cfg.sandboxes_marker.write_text("looker-sandbox sheets-sandbox\n")
+    cfg.workers_file.write_text(f"{cfg.workers}\n")
     env = environment(cfg, topology)
     write_env_script(cfg, env)
     wanted = set(only) if only else None
@@ -560,7 +575,10 @@ def stop_process(cfg: Config, name: str, grace: float = 30.0) -> bool:
 
 def stop(cfg: Config, grace: float = 30.0) -> list[str]:
     """Stop every process, workers first (they finish or hand back tasks), the API server last."""
-    procs = processes(Config(**{**cfg.__dict__, "with_flower": True, "sandboxes": True}))
+    # Every process that may run, whatever the options were: all sandboxes, flower, every worker pid file.
+    started = len(list(cfg.run_dir.glob("airflow-worker-*.pid"))) if cfg.run_dir.exists() else 0
+    everything = {"with_flower": True, "sandboxes": True, "workers": max(cfg.workers, started)}
+    procs = processes(Config(**{**cfg.__dict__, **everything}))
     order = sorted(procs, key=lambda p: 0 if "worker" in p.name else 2 if "apiserver" in p.name else 1)
     stopped = []
     for proc in order:
@@ -568,6 +586,7 @@ def stop(cfg: Config, grace: float = 30.0) -> list[str]:
             stopped.append(proc.name)
             print(f"stopped {proc.name}", flush=True)
     cfg.sandboxes_marker.unlink(missing_ok=True)
+    cfg.workers_file.unlink(missing_ok=True)
     if not stopped:
         print("nothing was running")
     return stopped
@@ -607,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Config.state_dir)
     parser.add_argument("--logs-dir", type=Path, default=Config.logs_dir)
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_LOCAL_PORT", "8080")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("AIRFLOW_LOCAL_WORKERS", "2")))
+    parser.add_argument("--workers", type=int, default=None, help="Celery workers (default: as last started, else 2)")
     parser.add_argument("--flower", action="store_true", help="also run Celery Flower on :5555")
     parser.add_argument(
         "--sandboxes", action="store_true", help="also run the Looker and Sheets sandboxes and point the DAGs at them"
@@ -622,11 +641,13 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=args.state_dir.resolve(),
         logs_dir=args.logs_dir.resolve(),
         port=args.port,
-        workers=args.workers,
+        workers=2,
         with_flower=args.flower,
     )
-    # A topology started with --sandboxes keeps them for status, logs, env and restart.
+    # A topology started with --sandboxes or --workers N keeps them for status, stop and restart.
     cfg.sandboxes = args.sandboxes or cfg.sandboxes_marker.exists()
+    saved = cfg.workers_file.read_text().strip() if cfg.workers_file.exists() else ""
+    cfg.workers = args.workers or int(saved or os.environ.get("AIRFLOW_LOCAL_WORKERS", "2"))
     if args.command == "start":
         start(cfg, timeout=args.timeout)
     elif args.command == "stop":
