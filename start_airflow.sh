@@ -54,7 +54,7 @@ if [[ $mode == docker ]]; then
     start)
       if $prod; then dc up -d "${compose_args[@]}"; else dc up -d; fi
       dc ps
-      echo "Airflow UI: http://localhost:8080  (user admin; password: docker compose ${files[*]} exec airflow-apiserver cat /opt/airflow/secrets/simple_auth_manager_passwords.json)"
+      echo "Airflow UI: http://localhost:8080  (user admin; password: docker compose ${files[*]} exec airflow-apiserver cat /opt/airflow/secrets/admin_password)"
       ;;
     stop) dc down ;;
     restart) dc restart ;;
