@@ -194,6 +194,9 @@ def test_pages_and_restore_flow_in_chromium(
     flash = find(browser, "flash").text
     assert "Dashboard 4: untrashed" in flash, flash
     assert looker_sandbox.state.dashboards["4"]["deleted"] is False
+    restore_rows = find(browser, "looker-restores").text
+    assert "untrashed" in restore_rows and "web:operator" in restore_rows
+    assert "restored" in browser.find_element(By.CSS_SELECTOR, "tr[data-dashboard='4']").text
     screenshot(browser, "09_restored")
 
     # Audit: the restore is recorded under the UI user; search and chain verification.
@@ -203,6 +206,7 @@ def test_pages_and_restore_flow_in_chromium(
     box = find(browser, "audit-q")
     box.send_keys("restore")
     find(browser, "audit-search-button").click()
+    WebDriverWait(browser, 20).until(ec.url_contains("q=restore"))
     assert "web:operator" in find(browser, "audit-events").text
     find(browser, "verify-chain").click()
     assert "chain OK" in find(browser, "verify-result").text

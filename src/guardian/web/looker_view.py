@@ -25,6 +25,7 @@ def page_data(settings: Settings, store: Store) -> dict[str, Any]:
     list_actions = service_function("guardian.looker.plan", "list_actions")
     list_backups = service_function("guardian.looker.backup", "list_backups")
     restore_fn = service_function("guardian.looker.service", "restore")
+    list_restores = service_function("guardian.looker.restore", "list_restores")
     out: dict[str, Any] = {
         "available": latest is not None,
         "restore_available": restore_fn is not None,
@@ -32,16 +33,26 @@ def page_data(settings: Settings, store: Store) -> dict[str, Any]:
         "actions": [],
         "backups": [],
         "restorable": [],
+        "restores": [],
     }
     if latest is None:
         return out
     plan = latest(store)
+    if list_restores is not None:
+        out["restores"] = [plain(r) for r in list_restores(store, limit=50)]
+    # Newest successful restore per dashboard (list_restores is newest first).
+    restored: dict[str, dict[str, Any]] = {}
+    for r in out["restores"]:
+        if r.get("method") in ("untrashed", "reimported"):
+            restored.setdefault(str(r.get("dashboard_id")), r)
     if plan is not None:
         out["plan"] = plain(plan)
         if list_actions is not None:
             actions = [plain(a) for a in list_actions(store, plan.id, kinds=TRASH_KINDS)]
             for a in actions:
-                a["restorable"] = a.get("state") == "done"
+                done = restored.get(str(a.get("dashboard_id")))
+                a["restored_by"] = done.get("actor") if done else None
+                a["restorable"] = a.get("state") == "done" and done is None
             out["actions"] = actions
             out["restorable"] = [a for a in actions if a["restorable"]]
     if list_backups is not None:
