@@ -129,10 +129,15 @@ def sheet_request_completes_once(topology: Any, boxes: Sandboxes) -> None:
     (request,) = [r for r in ledger.list_requests(store) if r["status"] != "superseded"]
     run_id = request["dag_run_id"]
     assert run_id.startswith("sheets__") and request["target_dag"] == SHEET_TARGET
-    assert topology.api.wait_run(SHEET_TARGET, run_id, timeout=300) == "success"
+    state = topology.api.wait_run(SHEET_TARGET, run_id, timeout=300)
+    failed = ledger.get(store, request["request_id"])
+    assert state == "success", (
+        f"{SHEET_TARGET} run {run_id} started by the sheet ended {state}: "
+        f"{topology.api.task_states(SHEET_TARGET, run_id)}; ledger: {failed.message if failed else None}"
+    )
     # Polling again (and the 5-minute schedule) must not start a second run for the same row.
     _success(topology, "google_sheet_trigger_dag")
-    runs = topology.api.get(f"dags/{SHEET_TARGET}/dagRuns", limit=100)["dag_runs"]
+    runs = topology.api.get_all(f"dags/{SHEET_TARGET}/dagRuns", "dag_runs")
     assert [r["dag_run_id"] for r in runs if r["dag_run_id"].startswith("sheets__")] == [run_id]
     done = ledger.get(store, request["request_id"])
     assert done is not None and done.status == "completed"
