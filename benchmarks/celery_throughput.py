@@ -47,7 +47,7 @@ def _batch(api: harness.Api, tasks: int) -> tuple[float, list[float], int]:
     run_ids = [api.trigger(DAG_ID) for _ in range(tasks)]
     pending = set(run_ids)
     while pending and time.monotonic() < started + 3600:
-        runs = api.get(f"dags/{DAG_ID}/dagRuns", limit=1000, state=["success", "failed"])["dag_runs"]
+        runs = api.get_all(f"dags/{DAG_ID}/dagRuns", "dag_runs", state=["success", "failed"])
         pending -= {r["dag_run_id"] for r in runs}
         time.sleep(1)
     wall = time.monotonic() - started

@@ -69,6 +69,15 @@ class Api:
         response.raise_for_status()
         return response.json()
 
+    def get_all(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paged list endpoint (the API caps a page at 100 items)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.get(path, limit=100, offset=len(items), **params)[key]
+            items += page
+            if len(page) < 100:
+                return items
+
     def wait_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
         """Wait until the DAG processor has parsed dag_id; unpause it."""
         deadline = time.monotonic() + timeout
