@@ -51,9 +51,18 @@ def guardian_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     data_dir = tmp_path / "guardian-data"
     monkeypatch.setenv("GUARDIAN_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)
+    _clear_task_context()
     reset_stores()
     yield data_dir
     reset_stores()
+    # dag.test() runs tasks in this process and leaves Airflow's task context variables set;
+    # a later test would then look as if it ran inside a task.
+    _clear_task_context()
+
+
+def _clear_task_context() -> None:
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:
+        del os.environ[key]
 
 
 def _admin_engine():  # type: ignore[no-untyped-def]
