@@ -179,6 +179,22 @@ def test_env_files_differ_only_in_values_the_settings_know(topology: dict[str, A
     assert json.loads(prod["AIRFLOW__OPENLINEAGE__TRANSPORT"])["type"] == "http"
 
 
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_every_bind_mount_and_env_file_exists_in_the_repository(env: str) -> None:
+    """Bind mounts (dags, config, the observability files) and env files point at real paths."""
+    for name, service in _load(COMPOSE[env])["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name}: {source}"
+    prod = _load(COMPOSE["prod"])["services"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for s in prod.values() for v in s.get("volumes", [])}
+    assert (REPO / mounted["/etc/statsd"] / "mapping.yml").is_file()
+    assert (REPO / mounted["/etc/prometheus"] / "prometheus.yml").is_file()
+    assert (REPO / mounted["/etc/grafana/provisioning"] / "dashboards").is_dir()
+    assert list((REPO / mounted["/var/lib/grafana/dashboards"]).glob("*.json"))
+
+
 def test_every_guardian_variable_in_compose_and_image_is_a_setting() -> None:
     """GUARDIAN_* names are settings; an unknown one stops every guardian process, so none may slip in."""
     from guardian.settings import known_env_vars
