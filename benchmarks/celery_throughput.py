@@ -10,7 +10,10 @@ Redis database), triggers N runs of a one-task DAG through the REST API with one
 and the 2-worker / 1-worker throughput ratio (the baseline is the 1-worker run). Every task is a
 real Airflow task: a supervisor process and a task process per run, as in production.
 
-    .venv/bin/python benchmarks/celery_throughput.py [--tasks 200] [--concurrency 2] [--quick]
+    .venv/bin/python benchmarks/celery_throughput.py [--tasks 200] [--concurrency 2] [--quick] [--paced]
+
+With --paced each run is triggered when the previous one finished: the schedule-to-start latency
+of an idle system (throughput then measures the round trip, not capacity).
 """
 
 from __future__ import annotations
@@ -41,10 +44,17 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _batch(api: harness.Api, tasks: int) -> tuple[float, list[float], int]:
-    """Trigger `tasks` runs at once; wait for all; return wall seconds, latencies and failures."""
+def _batch(api: harness.Api, tasks: int, paced: bool = False) -> tuple[float, list[float], int]:
+    """Trigger `tasks` runs at once (or one after the other when paced); wait for all; return wall
+    seconds, schedule-to-start latencies and failures."""
     started = time.monotonic()
-    run_ids = [api.trigger(DAG_ID) for _ in range(tasks)]
+    if paced:
+        run_ids = []
+        for _ in range(tasks):
+            run_ids.append(api.trigger(DAG_ID))
+            api.wait_run(DAG_ID, run_ids[-1], timeout=300)
+    else:
+        run_ids = [api.trigger(DAG_ID) for _ in range(tasks)]
     pending = set(run_ids)
     while pending and time.monotonic() < started + 3600:
         runs = api.get_all(f"dags/{DAG_ID}/dagRuns", "dag_runs", state=["success", "failed"])
@@ -61,7 +71,7 @@ def _batch(api: harness.Api, tasks: int) -> tuple[float, list[float], int]:
     return wall, latencies, failed
 
 
-def measure(tasks: int, concurrency: int) -> list[dict[str, float]]:
+def measure(tasks: int, concurrency: int, paced: bool = False) -> list[dict[str, float]]:
     """One topology: a batch with worker 2 stopped (1 worker), then with both workers."""
     results = []
     with tempfile.TemporaryDirectory(prefix="celery-bench-") as tmp:
@@ -87,7 +97,7 @@ def measure(tasks: int, concurrency: int) -> list[dict[str, float]]:
                     deadline = time.monotonic() + 120
                     while time.monotonic() < deadline and len(module.worker_ping(module.environment(cfg))) < 2:
                         time.sleep(2)
-                wall, latencies, failed = _batch(api, tasks)
+                wall, latencies, failed = _batch(api, tasks, paced)
                 results.append(
                     {
                         "workers": workers,
@@ -108,10 +118,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker")
     parser.add_argument("--quick", action="store_true", help="20 tasks (smoke run)")
+    parser.add_argument(
+        "--paced", action="store_true", help="one run at a time: the latency of an idle system, not of a burst"
+    )
     args = parser.parse_args()
     tasks = 20 if args.quick else args.tasks
-    results = measure(tasks, args.concurrency)
-    print(f"\nCelery path, {tasks} one-task runs, worker concurrency {args.concurrency}:")
+    results = measure(tasks, args.concurrency, args.paced)
+    how = "one at a time" if args.paced else "triggered at once"
+    print(f"\nCelery path, {tasks} one-task runs {how}, worker concurrency {args.concurrency}:")
     print(f"{'workers':>8} {'tasks/min':>10} {'wall s':>8} {'p50 s':>7} {'p95 s':>7} {'failed':>7}")
     for r in results:
         print(
