@@ -95,7 +95,8 @@ def measure(tasks: int, concurrency: int, paced: bool = False) -> list[dict[str,
                     worker2 = next(p for p in module.processes(cfg) if p.name == "airflow-worker-2")
                     module.spawn(cfg, worker2, module.environment(cfg))
                     deadline = time.monotonic() + 120
-                    while time.monotonic() < deadline and len(module.worker_ping(module.environment(cfg))) < 2:
+                    env = module.environment(cfg)
+                    while time.monotonic() < deadline and len(module.worker_ping(env, instance=cfg.instance)) < 2:
                         time.sleep(2)
                 wall, latencies, failed = _batch(api, tasks, paced)
                 results.append(

@@ -73,6 +73,9 @@ class Config:
     airflow_db: str = "airflow_local"
     guardian_db: str = "guardian_local"
     redis_url: str = "redis://127.0.0.1:6379/1"
+    # Several topologies may share one Redis database (tests, CI, a developer's): each has its own
+    # Celery queue and worker names, so none runs another's tasks.
+    instance: str = "local"
     port: int = 8080
     scheduler_health_port: int = 8974
     flower_port: int = 5555
@@ -113,6 +116,15 @@ class Config:
     def sandboxes_marker(self) -> Path:
         """Present while the topology was started with --sandboxes (stop and status include them)."""
         return self.state_dir / "sandboxes"
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this topology (tasks are sent to it, its workers read only it)."""
+        return f"guardian-{self.instance}"
+
+    def worker_name(self, i: int) -> str:
+        """Celery node name of worker i (before the @host part)."""
+        return f"worker{i}-{self.instance}"
 
     @property
     def workers_file(self) -> Path:
@@ -240,6 +252,7 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + cfg.pg_url(cfg.airflow_db, "postgresql"),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.worker_concurrency),
     }
+    env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] = cfg.queue
     missing = set(env_keys(topology, executor)) - set(env)
     if missing:  # the shared description grew a key this runner does not set yet
         raise SystemExit(f"deploy/localrun.py does not set {sorted(missing)} named in deploy/topology.yaml")
@@ -347,7 +360,9 @@ def processes(cfg: Config, topology: Mapping[str, Any] | None = None) -> list[Pr
                         [
                             *argv,
                             "--celery-hostname",
-                            f"worker{i}@%h",
+                            f"{cfg.worker_name(i)}@%h",
+                            "--queues",
+                            cfg.queue,
                             "--concurrency",
                             str(cfg.worker_concurrency),
                             "--skip-serve-logs",
@@ -457,8 +472,8 @@ def component_health(cfg: Config, topology: Mapping[str, Any]) -> dict[str, str]
     return result
 
 
-def worker_ping(env: Mapping[str, str], timeout: float = 5.0) -> list[str]:
-    """Names of Celery workers that answer a ping through the broker."""
+def worker_ping(env: Mapping[str, str], timeout: float = 5.0, instance: str | None = None) -> list[str]:
+    """Names of Celery workers that answer a ping through the broker (of one topology when named)."""
     code = (
         "import json;from airflow.providers.celery.executors.celery_executor import app;"
         f"r=app.control.ping(timeout={timeout});print(json.dumps(sorted(k for d in r for k in d)))"
@@ -470,7 +485,7 @@ def worker_ping(env: Mapping[str, str], timeout: float = 5.0) -> list[str]:
         names: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return []
-    return names
+    return [n for n in names if instance is None or n.split("@")[0].endswith(f"-{instance}")]
 
 
 def wait_healthy(cfg: Config, topology: Mapping[str, Any], timeout: float) -> dict[str, str]:
@@ -598,10 +613,10 @@ def status(cfg: Config, *, ping_workers: bool = True) -> dict[str, str]:
     health = component_health(cfg, topology)
     names: list[str] = []
     if ping_workers and any("worker" in n and s == "running" for n, s in health.items()):
-        names = worker_ping(environment(cfg, topology))
+        names = worker_ping(environment(cfg, topology), instance=cfg.instance)
         for name in health:
             if name.startswith("airflow-worker-") and health[name] == "running":
-                short = "worker" + name.rsplit("-", 1)[1] + "@"
+                short = cfg.worker_name(int(name.rsplit("-", 1)[1])) + "@"
                 health[name] = "healthy" if any(n.startswith(short) for n in names) else "not answering"
     for name, state in health.items():
         pid = read_pid(cfg, name)

@@ -61,8 +61,9 @@ def test_every_service_is_healthy_and_both_workers_answer(topology: harness.Runn
         "airflow-worker-1": "running",
         "airflow-worker-2": "running",
     }
-    workers = module.worker_ping(module.environment(topology.cfg))
-    assert [w.split("@")[0] for w in workers] == ["worker1", "worker2"]
+    cfg = topology.cfg
+    workers = module.worker_ping(module.environment(cfg), instance=cfg.instance)
+    assert [w.split("@")[0] for w in workers] == [cfg.worker_name(1), cfg.worker_name(2)]
     assert topology.api.get("monitor/health")["metadatabase"]["status"] == "healthy"
 
 

@@ -194,8 +194,8 @@ def local_topology(
     module = localrun()
     suffix = uuid.uuid4().hex[:8]
     redis_url = f"redis://127.0.0.1:6379/{redis_db}"
-    redis.Redis.from_url(redis_url).flushdb()
     cfg = module.Config(
+        instance=f"it{suffix}",
         state_dir=tmp / "state",
         logs_dir=tmp / "logs",
         airflow_db=f"airflow_it_{suffix}",
@@ -221,7 +221,9 @@ def local_topology(
         yield Running(cfg, Api(cfg.ui_url, password), module)
     finally:
         module.stop(cfg, grace=20)
-        redis.Redis.from_url(redis_url).flushdb()
+        # Only this topology's queue: another may share the Redis database (CI beside a developer).
+        client = redis.Redis.from_url(redis_url)
+        client.delete(cfg.queue, f"_kombu.binding.{cfg.queue}")
         _admin_execute(
             f'DROP DATABASE IF EXISTS "{cfg.airflow_db}" WITH (FORCE)',
             f'DROP DATABASE IF EXISTS "{cfg.guardian_db}" WITH (FORCE)',
