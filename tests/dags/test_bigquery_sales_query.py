@@ -105,3 +105,20 @@ def test_dry_run_estimates_and_writes_nothing() -> None:
     assert record["status"] == "estimated" and record["bytes_estimated"] > 0 and record["job_id"] is None
     storage_root = Path(settings.storage_root.removeprefix("file://"))
     assert not storage_root.exists() or not list(storage_root.rglob("_manifest.json"))
+
+
+@pytest.mark.usefixtures("airflow_db", "warehouse")
+def test_conf_keys_airflow_injects_are_not_user_params() -> None:
+    """A run started by TriggerDagRunOperator with OpenLineage on carries an 'openlineage' conf key."""
+    parent = {
+        "parentRunId": "0195d5b6-0000-7000-8000-000000000000",
+        "parentJobName": "google_sheet_trigger_dag.trigger",
+    }
+    run = _load_dag().test(run_conf={**CONF, "openlineage": parent})
+    assert str(getattr(run.state, "value", run.state)) == "success", _states(run)
+
+
+def test_only_airflow_injected_keys_are_dropped() -> None:
+    from guardian.airflow.sales import user_params
+
+    assert user_params({**CONF, "openlineage": {}, "colour": "red"}) == {**CONF, "colour": "red"}

@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 GCP_CONN_ID = "google_cloud_default"
 
+# Keys Airflow itself adds to a triggered run's conf (the OpenLineage provider puts the parent
+# run there when TriggerDagRunOperator starts a run); they are not the user's params.
+AIRFLOW_CONF_KEYS = frozenset({"openlineage"})
+
+
+def user_params(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a person (or the Sheets trigger) gave, without keys Airflow injected."""
+    return {key: value for key, value in raw.items() if key not in AIRFLOW_CONF_KEYS}
+
 
 def bigquery_client(settings: Settings) -> Any | None:
     """A client from the google_cloud_default connection, or None to let the domain decide."""
@@ -52,6 +61,7 @@ def _fail_fast(exc: Exception) -> None:
 
 def validate(raw: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     """Validate the params (again) and open the run record; return the params as JSON."""
+    raw = user_params(raw)
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     from guardian.airflow import dagkit
@@ -72,6 +82,7 @@ def validate(raw: Mapping[str, Any], run_id: str) -> dict[str, Any]:
 
 def call(step: Callable[[Deps, ExtractParams, str], T], raw: Mapping[str, Any], run_id: str) -> T:
     """Run one domain step with this task's settings, store, warehouse and storage."""
+    raw = user_params(raw)
     from guardian.airflow import dagkit
     from guardian.sales import service
     from guardian.sales.params import validate_params
@@ -88,6 +99,7 @@ def call(step: Callable[[Deps, ExtractParams, str], T], raw: Mapping[str, Any], 
 
 def finish(raw: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     """Close the record, report to the requester; fail the task (and the run) when the run failed."""
+    raw = user_params(raw)
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     from guardian.airflow import dagkit
