@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-af2 lock lock-check lint typecheck test test-unit test-af2 demo docs clean
+.PHONY: help venv venv-af2 lock lock-check lint typecheck system-deps test test-af2 demo docs clean
 
 help:
 	@echo "make demo      set up and run every service end to end on embedded defaults"
@@ -54,7 +54,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lock-check venv lint typecheck
+system-deps:
+	bash scripts/system-deps.sh
+
+test: lock-check venv lint typecheck system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-af2: venv-af2
