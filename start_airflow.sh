@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One entry point for the whole Airflow Guardian system: start | stop | status | logs | restart.
 #
-# With a Docker engine it drives Docker Compose (deploy/docker-compose.yml, or the production file
-# with --prod). Without one (or with --local) it runs the same topology as local processes from
-# .venv: PostgreSQL and Redis from this machine, CeleryExecutor with 2 workers, scheduler, DAG
-# processor, triggerer and the API server on :8080 (deploy/localrun.py, state in var/local/,
-# logs in logs/). See docs/deployment.md and docs/runbooks/start-stop.md.
+# With a Docker engine it drives Docker Compose (docker-compose.yml, project guardian-dev, or the
+# production file with --prod, project guardian-prod, plus docker-compose.secrets.yml when
+# deploy/secrets/ holds files and --env-file deploy/env/compose.env when it exists). Without one
+# (or with --local) it runs the same topology as local processes from .venv under supervisord:
+# PostgreSQL and Redis from this machine, CeleryExecutor with 2 workers, scheduler, DAG processor,
+# triggerer and the API server on :8080 (deploy/localrun.py, state in var/local/, logs in
+# logs/local/). status, stop, logs and restart act on what start started, whatever its flags.
+# See docs/deployment.md and docs/runbooks/start-stop.md.
 #
 #   ./start_airflow.sh start [--local|--docker] [--prod] [--workers N] [--port N] [--flower] [--sandboxes]
 #   ./start_airflow.sh stop | status | restart
@@ -14,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 REPO=$PWD
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 command=${1:-}
 [[ -z $command || $command == -h || $command == --help ]] && { usage; exit 0; }
@@ -49,12 +52,17 @@ if [[ $mode == docker ]]; then
   engine_present || { echo "no Docker engine with the compose plugin here; use --local" >&2; exit 1; }
   files=(-f docker-compose.yml)
   $prod && files=(-f docker-compose.prod.yml)
+  # Compose variables kept across runs (e.g. AIRFLOW_WORKER_REPLICAS, PRIVATE_BIND_ADDRESS).
+  $prod && [[ -f deploy/env/compose.env ]] && files=(--env-file deploy/env/compose.env "${files[@]}")
+  $prod && [[ -d deploy/secrets ]] && [[ -n $(ls -A deploy/secrets) ]] && files+=(-f docker-compose.secrets.yml)
   dc() { docker compose "${files[@]}" "$@"; }
   case $command in
     start)
       if $prod; then dc up -d "${compose_args[@]}"; else dc up -d; fi
       dc ps
-      echo "Airflow UI: http://localhost:8080  (user admin; password: docker compose ${files[*]} exec airflow-apiserver cat /opt/airflow/secrets/admin_password)"
+      url=http://localhost:8080
+      $prod && url="https://<this host>/"
+      echo "Airflow UI: $url  (user admin; password: docker compose ${files[*]} exec airflow-apiserver cat /opt/airflow/secrets/admin_password)"
       ;;
     stop) dc down ;;
     restart) dc restart ;;

@@ -92,8 +92,7 @@ def measure(tasks: int, concurrency: int, paced: bool = False) -> list[dict[str,
             module.stop_process(cfg, "airflow-worker-2")
             for workers in (1, 2):
                 if workers == 2:
-                    worker2 = next(p for p in module.processes(cfg) if p.name == "airflow-worker-2")
-                    module.spawn(cfg, worker2, module.environment(cfg))
+                    module.start_process(cfg, "airflow-worker-2")
                     deadline = time.monotonic() + 120
                     env = module.environment(cfg)
                     while time.monotonic() < deadline and len(module.worker_ping(env, instance=cfg.instance)) < 2:

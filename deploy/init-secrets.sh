@@ -1,18 +1,21 @@
 #!/bin/sh
 # First step of `docker compose up` (the airflow-secrets service): generate every secret that is
 # absent, once, into the secrets volume, and say where. No default passwords anywhere: a secret
-# given as a Docker secret (/run/secrets/NAME, docker-compose.secrets.yml) is used instead; only the
+# given in deploy/secrets (mounted at /run/secrets by docker-compose.secrets.yml) is used instead; only the
 # database and Redis passwords are copied into the volume, for the PostgreSQL and Redis containers.
 set -eu
 dir=${AIRFLOW_SECRETS_DIR:-/opt/airflow/secrets}
+# Your own secrets (docker-compose.secrets.yml mounts deploy/secrets here).
+own=${DOCKER_SECRETS_DIR:-/run/secrets}
 mkdir -p "$dir"
 umask 077
 made=""
 gen() {  # name, generator
-  case $1 in postgres_password | redis_password)
-    if [ -s "/run/secrets/$1" ]; then cp "/run/secrets/$1" "$dir/$1"; return; fi ;;
+  # Secrets read by the PostgreSQL, Redis and Grafana containers (they do not mount deploy/secrets).
+  case $1 in postgres_password | redis_password | grafana_admin_password)
+    if [ -s "$own/$1" ]; then cp "$own/$1" "$dir/$1"; return; fi ;;
   esac
-  if [ -s "/run/secrets/$1" ] || [ -s "$dir/$1" ]; then return; fi
+  if [ -s "$own/$1" ] || [ -s "$dir/$1" ]; then return; fi
   sh -c "$2" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
   made="$made $1"
 }

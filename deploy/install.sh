@@ -5,6 +5,8 @@
 #   deploy/install.sh venv    .venv with Airflow 3 + providers + dev tools (what `make venv` runs)
 #   deploy/install.sh image   into the current Python (the official Airflow image's), runtime only;
 #                             Airflow itself is already there, the lock pins everything else
+#   deploy/install.sh check   the current Python runs the lock's Airflow version and its installed
+#                             packages are compatible (`pip check`); the image build runs it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-venv}
@@ -39,6 +41,17 @@ case $mode in
     fi
     rm -f /tmp/guardian-requirements.txt
     python -c "import guardian, airflow; print('guardian', guardian.__version__, 'on airflow', airflow.__version__)"
+    "$0" check
     ;;
-  *) echo "usage: deploy/install.sh venv|image" >&2; exit 2 ;;
+  check)
+    locked=$(sed -n '/^name = "apache-airflow"$/{n;s/^version = "\(.*\)"$/\1/p;}' uv.lock)
+    python -c '
+import sys, airflow
+if airflow.__version__ != sys.argv[1]:
+    sys.exit(f"Airflow {airflow.__version__} here, {sys.argv[1]} in uv.lock: build with --build-arg AIRFLOW_VERSION={sys.argv[1]}")
+print("airflow", airflow.__version__, "= uv.lock")
+' "$locked"
+    "$UV" pip check --python "$(command -v python)"
+    ;;
+  *) echo "usage: deploy/install.sh venv|image|check" >&2; exit 2 ;;
 esac

@@ -2,9 +2,12 @@
 
 Reads deploy/topology.yaml, the same description the Compose files are checked against, and runs
 the `local` topology: CeleryExecutor with N workers on the machine's PostgreSQL and Redis, the API
-server, scheduler, DAG processor and triggerer, each a process group with a pid file, logging
-under logs/. All state (Airflow home, generated secrets, pid files, Guardian data) lives in one
-state folder (default var/local, gitignored).
+server, scheduler, DAG processor and triggerer. The processes run under supervisord (PyPI
+`supervisor`): restarted when they die (with backoff when they die at start), stopped as whole
+process groups, logging under logs/local/. This file only adds what is ours: which programs,
+their environment, generated secrets and the init job. All state (Airflow home, secrets, the
+supervisord configuration and socket, Guardian data) lives in one state folder (default var/local,
+gitignored).
 
 Usage: python deploy/localrun.py [--state-dir DIR] [--logs-dir DIR] [--port N] [--workers N]
        {start,stop,status,logs,restart,env}
@@ -24,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGY_FILE = REPO / "deploy" / "topology.yaml"
 VENV_BIN = Path(sys.executable).parent
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
 def load_topology(path: Path = TOPOLOGY_FILE) -> dict[str, Any]:
@@ -55,11 +59,13 @@ def local_services(topology: Mapping[str, Any], *, include_optional: bool = Fals
     return out
 
 
-def env_keys(topology: Mapping[str, Any], executor: str) -> list[str]:
-    """The environment keys every Airflow component gets under an executor."""
+def env_keys(topology: Mapping[str, Any], executor: str, auth: str = "simple") -> list[str]:
+    """The environment keys every Airflow component gets under an executor and auth manager."""
     keys = list(topology["env"]["airflow"])
     if executor == "CeleryExecutor":
         keys += topology["env"]["celery"]
+    if auth == "simple":
+        keys += topology["env"]["simple-auth"]
     return keys
 
 
@@ -113,11 +119,6 @@ class Config:
         return self.secrets_dir / "simple_auth_manager_passwords.json"
 
     @property
-    def sandboxes_marker(self) -> Path:
-        """Present while the topology was started with --sandboxes (stop and status include them)."""
-        return self.state_dir / "sandboxes"
-
-    @property
     def queue(self) -> str:
         """The Celery queue of this topology (tasks are sent to it, its workers read only it)."""
         return f"guardian-{self.instance}"
@@ -125,11 +126,6 @@ class Config:
     def worker_name(self, i: int) -> str:
         """Celery node name of worker i (before the @host part)."""
         return f"worker{i}-{self.instance}"
-
-    @property
-    def workers_file(self) -> Path:
-        """How many workers the running topology was started with."""
-        return self.state_dir / "workers"
 
     @property
     def admin_password_file(self) -> Path:
@@ -232,13 +228,13 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": values["FERNET_KEY"],
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.ui_url}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(cfg.passwords_file),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url,
         "AIRFLOW__API__SECRET_KEY": values["API_SECRET_KEY"],
         "AIRFLOW__API_AUTH__JWT_SECRET": values["JWT_SECRET"],
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cfg.logs_dir / "airflow"),
         # Local runs read connections from env vars and the metadata DB; prod uses Secret Manager.
         "AIRFLOW__SECRETS__BACKEND": "",
@@ -253,7 +249,7 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.worker_concurrency),
     }
     env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] = cfg.queue
-    missing = set(env_keys(topology, executor)) - set(env)
+    missing = set(env_keys(topology, executor, topology["topologies"]["local"]["auth"])) - set(env)
     if missing:  # the shared description grew a key this runner does not set yet
         raise SystemExit(f"deploy/localrun.py does not set {sorted(missing)} named in deploy/topology.yaml")
     env.update(
@@ -378,26 +374,9 @@ def processes(cfg: Config, topology: Mapping[str, Any] | None = None) -> list[Pr
     return procs
 
 
-def pid_file(cfg: Config, name: str) -> Path:
-    """The pid file of one process."""
-    return cfg.run_dir / f"{name}.pid"
-
-
 def log_file(cfg: Config, name: str) -> Path:
-    """The stdout/stderr log of one process."""
+    """The stdout/stderr log of one process (written by supervisord, rotated at 50 MB)."""
     return cfg.logs_dir / "local" / f"{name}.log"
-
-
-def read_pid(cfg: Config, name: str) -> int | None:
-    """The pid of a running process, or None (stale pid files are ignored)."""
-    path = pid_file(cfg, name)
-    if not path.exists():
-        return None
-    try:
-        pid = int(path.read_text().strip())
-    except ValueError:
-        return None
-    return pid if alive(pid) else None
 
 
 def alive(pid: int) -> bool:
@@ -410,23 +389,199 @@ def alive(pid: int) -> bool:
     return state not in {"Z", "X"}
 
 
-def spawn(cfg: Config, proc: Proc, env: Mapping[str, str]) -> int:
-    """Start one process in its own session (so stop can signal its whole group); write its pid file."""
-    log = log_file(cfg, proc.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start {shlex.join(proc.argv)}\n".encode())
+# ---------------------------------------------------------------------------------------------
+# supervisord: the processes, their restarts, logs and group kills. Ours is only what is specific to
+# the guardian: which programs (deploy/topology.yaml), their environment and secrets (above).
+
+# Linux prctl(2) option: orphans of a program (a SIGKILLed worker's task processes, the scheduler's
+# health-check server) are re-parented to supervisord instead of init, so the orphan reaper and
+# `stop` still find them.
+PR_SET_CHILD_SUBREAPER = 36
+# Programs start in this order and supervisord stops them in reverse: workers first (they finish or
+# hand back their tasks), the API server last (every other component talks to it).
+PRIORITY = {"sandbox": 10, "airflow-apiserver": 100, "airflow-worker": 300}
+
+
+def supervisor_conf(cfg: Config) -> Path:
+    """The generated supervisord configuration of this topology."""
+    return cfg.run_dir / "supervisord.conf"
+
+
+def socket_path(cfg: Config) -> Path:
+    """supervisord's control socket (mode 0700: only this user drives the topology)."""
+    return cfg.run_dir / "supervisor.sock"
+
+
+def saved_config(cfg: Config) -> Path:
+    """The options the running topology was started with (status, stop and logs read them)."""
+    return cfg.run_dir / "topology.json"
+
+
+def _ini(value: str) -> str:
+    # supervisord expands %(name)s in its configuration: a literal % is written %%.
+    return value.replace("%", "%%")
+
+
+def write_supervisor_conf(cfg: Config, topology: Mapping[str, Any] | None = None, grace: float = 30.0) -> Path:
+    """Write supervisord.conf: one program per process of the topology, plus the orphan reaper."""
+    sock = socket_path(cfg)
+    if len(str(sock)) > 100:  # AF_UNIX path limit (108 bytes on Linux)
+        raise SystemExit(f"state folder path too long for a control socket: {sock}; use a shorter --state-dir")
+    logs = cfg.logs_dir / "local"
+    lines = [
+        "; Generated by start_airflow.sh (deploy/localrun.py) from deploy/topology.yaml; do not edit.",
+        "[unix_http_server]",
+        f"file={_ini(str(sock))}",
+        "chmod=0700",
+        "[supervisord]",
+        f"logfile={_ini(str(logs / 'supervisord.log'))}",
+        "logfile_maxbytes=10MB",
+        f"pidfile={_ini(str(cfg.run_dir / 'supervisord.pid'))}",
+        f"childlogdir={_ini(str(logs))}",
+        "nodaemon=true",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{_ini(str(sock))}",
+        # Kills what a dead program left behind before it is started again (deploy/reap_orphans.py).
+        "[eventlistener:reap-orphans]",
+        f"command={_ini(shlex.join([str(VENV_BIN / 'python'), str(REPO / 'deploy' / 'reap_orphans.py')]))}",
+        "events=PROCESS_STATE_EXITED",
+        "priority=1",
+        "autorestart=true",
+        f"stderr_logfile={_ini(str(logs / 'reap-orphans.log'))}",
+        "stdout_logfile=NONE",  # a listener's stdout is the event protocol
+    ]
+    for proc in processes(cfg, topology):
+        kind = "sandbox" if proc.name.endswith("-sandbox") else proc.name.rstrip("-0123456789")
+        lines += [
+            f"[program:{proc.name}]",
+            f"command={_ini(shlex.join(proc.argv))}",
+            f"directory={_ini(str(cfg.state_dir))}",
+            f"priority={PRIORITY.get(kind, 200)}",
+            "autostart=true",
+            # Restarted whenever it exits; a program that dies within startsecs is retried with a
+            # growing delay (1 s, 2 s, ...) and marked FATAL after startretries attempts.
+            "autorestart=true",
+            "startsecs=5",
+            "startretries=5",
+            # stop: SIGTERM to the program's whole process group, SIGKILL after the grace period.
+            "stopsignal=TERM",
+            f"stopwaitsecs={int(grace)}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={_ini(str(log_file(cfg, proc.name)))}",
+            "stdout_logfile_maxbytes=50MB",
+            "stdout_logfile_backups=3",
+        ]
+        if proc.env_overrides:
+            pairs = ",".join(f'{k}="{_ini(v)}"' for k, v in proc.env_overrides.items())
+            lines.append(f"environment={pairs}")
+    path = supervisor_conf(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, "\n".join(lines) + "\n")
+    return path
+
+
+def rpc(cfg: Config) -> Any:
+    """supervisord's XML-RPC interface over the topology's control socket."""
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{socket_path(cfg)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def supervisor_pid(cfg: Config) -> int | None:
+    """supervisord's pid when it runs and answers, else None."""
+    try:
+        pid = int(rpc(cfg).supervisor.getPID())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def process_info(cfg: Config) -> dict[str, dict[str, Any]]:
+    """supervisord's view of every program: name -> {statename, pid, ...}; empty when it is down."""
+    try:
+        infos = rpc(cfg).supervisor.getAllProcessInfo()
+    except OSError:
+        return {}
+    return {info["name"]: info for info in infos if info["name"] != "reap-orphans"}
+
+
+def read_pid(cfg: Config, name: str) -> int | None:
+    """The pid of a running program, or None."""
+    info = process_info(cfg).get(name)
+    if not info or info["statename"] not in {"RUNNING", "STARTING"} or not info["pid"]:
+        return None
+    pid = int(info["pid"])
+    return pid if alive(pid) else None
+
+
+def stop_process(cfg: Config, name: str) -> bool:
+    """Stop one program (its whole process group) and keep it stopped; False if it was not running."""
+    import xmlrpc.client
+
+    try:
+        return bool(rpc(cfg).supervisor.stopProcess(name, True))
+    except xmlrpc.client.Fault as fault:  # NOT_RUNNING
+        if "NOT_RUNNING" in fault.faultString:
+            return False
+        raise
+
+
+def start_process(cfg: Config, name: str) -> int:
+    """Start one stopped program again; return its pid."""
+    rpc(cfg).supervisor.startProcess(name, True)
+    pid = read_pid(cfg, name)
+    if pid is None:
+        raise SystemExit(f"{name} did not start; see {log_file(cfg, name)}")
+    return pid
+
+
+def descendants(pid: int) -> list[Any]:
+    """Every live descendant of pid (psutil processes)."""
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _subreaper() -> None:  # pragma: no cover - runs in the child between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def start_supervisor(cfg: Config, env: Mapping[str, str], timeout: float = 60.0) -> int:
+    """Start supervisord (in the foreground of its own session) with the topology's environment."""
+    conf = supervisor_conf(cfg)
+    out = log_file(cfg, "supervisord-console")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("ab") as fh:
         child = subprocess.Popen(
-            proc.argv,
-            env={**env, **proc.env_overrides},
+            [str(VENV_BIN / "supervisord"), "-c", str(conf)],
+            env=dict(env),
             cwd=cfg.state_dir,
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_subreaper,
         )
-    pid_file(cfg, proc.name).write_text(f"{child.pid}\n")
-    return child.pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"supervisord exited ({child.returncode}); see {out}")
+        if supervisor_pid(cfg) == child.pid:
+            return child.pid
+        time.sleep(0.2)
+    raise SystemExit(f"supervisord did not answer on {socket_path(cfg)} within {timeout:.0f}s; see {out}")
 
 
 def http_ok(url: str, timeout: float = 10.0) -> tuple[bool, str]:
@@ -455,10 +610,13 @@ def component_health(cfg: Config, topology: Mapping[str, Any]) -> dict[str, str]
             monitor = json.loads(body)
         except ValueError:
             monitor = {}
+    infos = process_info(cfg)
     for proc in processes(cfg, topology):
-        pid = read_pid(cfg, proc.name)
-        if pid is None:
-            result[proc.name] = "stopped"
+        info = infos.get(proc.name)
+        if info is None or info["statename"] != "RUNNING" or not alive(int(info["pid"])):
+            # stopped, starting, backoff (restarting after a crash), exited or fatal (gave up)
+            state = info["statename"].lower() if info else "stopped"
+            result[proc.name] = "starting" if state == "running" else state
             continue
         health = proc.health or {}
         if "http" in health:
@@ -496,7 +654,7 @@ def wait_healthy(cfg: Config, topology: Mapping[str, Any], timeout: float) -> di
         health = component_health(cfg, topology)
         if all(state in {"healthy", "running"} for state in health.values()):
             return health
-        if any(state == "stopped" for state in health.values()):
+        if any(state in {"stopped", "fatal"} for state in health.values()):
             return health
         time.sleep(2)
     return health
@@ -521,28 +679,40 @@ def run_init(cfg: Config, env: Mapping[str, str]) -> None:
             raise SystemExit(f"init step `{shlex.join(argv[-3:])}` failed (exit {rc}); see {log}\n{tail}")
 
 
-def start(cfg: Config, *, timeout: float = 300.0, only: Iterable[str] | None = None) -> dict[str, str]:
-    """Start every process not already running; wait until healthy; print where things are."""
+def save_config(cfg: Config) -> None:
+    """Remember the options of a started topology, so status, stop and logs need no flags."""
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()}
+    _write_private(saved_config(cfg), json.dumps(fields, indent=1) + "\n")
+
+
+def load_config(state_dir: Path) -> Config | None:
+    """The options the topology in state_dir was started with, or None."""
+    path = state_dir / "run" / "topology.json"
+    if not path.exists():
+        return None
+    fields = json.loads(path.read_text())
+    for key in ("state_dir", "logs_dir", "dags_folder"):
+        fields[key] = Path(fields[key])
+    return Config(**fields)
+
+
+def start(cfg: Config, *, timeout: float = 300.0, grace: float = 30.0) -> dict[str, str]:
+    """Init, then hand every process to supervisord; wait until healthy; print where things are."""
     topology = load_topology()
     for folder in (cfg.state_dir, cfg.run_dir, cfg.airflow_home, cfg.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    if cfg.sandboxes:
-        cfg.sandboxes_marker.write_text("looker-sandbox sheets-sandbox\n")
-    cfg.workers_file.write_text(f"{cfg.workers}\n")
+    cfg.run_dir.chmod(0o700)
     env = environment(cfg, topology)
     write_env_script(cfg, env)
-    wanted = set(only) if only else None
-    procs = [p for p in processes(cfg, topology) if wanted is None or p.name in wanted]
-    if all(read_pid(cfg, p.name) for p in procs):
-        print("already running")
+    if supervisor_pid(cfg) is not None:
+        print("already running (stop first to change its options)")
     else:
         print("init: databases, airflow db migrate, guardian db upgrade ...", flush=True)
         run_init(cfg, env)
-        # The API server first: every other component talks to it (execution API).
-        for proc in procs:
-            if read_pid(cfg, proc.name) is None:
-                pid = spawn(cfg, proc, env)
-                print(f"started {proc.name} (pid {pid}), log {log_file(cfg, proc.name)}", flush=True)
+        write_supervisor_conf(cfg, topology, grace)
+        save_config(cfg)
+        pid = start_supervisor(cfg, env)
+        print(f"supervisord (pid {pid}) runs {len(processes(cfg, topology))} programs; logs in {cfg.logs_dir}/local/")
     health = wait_healthy(cfg, topology, timeout)
     for name, state in health.items():
         print(f"  {name:24} {state}")
@@ -557,54 +727,37 @@ def start(cfg: Config, *, timeout: float = 300.0, only: Iterable[str] | None = N
     return health
 
 
-def stop_process(cfg: Config, name: str, grace: float = 30.0) -> bool:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds; remove the pid file."""
-    import psutil
-
-    pid = read_pid(cfg, name)
-    path = pid_file(cfg, name)
+def stop(cfg: Config, grace: float = 30.0) -> list[str]:
+    """Stop every program (supervisord: workers first, API server last, whole process groups), then
+    supervisord; finally kill anything of the topology that escaped its group (a task process in a
+    session of its own). Returns the names of the programs that were running."""
+    pid = supervisor_pid(cfg)
     if pid is None:
-        path.unlink(missing_ok=True)
-        return False
-    # Task processes run in sessions of their own: remember every descendant before signalling.
-    try:
-        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+        print("nothing was running")
+        return []
+    running = [name for name, info in process_info(cfg).items() if info["statename"] in {"RUNNING", "STARTING"}]
+    family = descendants(pid)
+    with contextlib.suppress(OSError):
+        rpc(cfg).supervisor.shutdown()
+    # supervisord waits up to stopwaitsecs per program, then SIGKILLs the group.
+    deadline = time.monotonic() + grace + 30
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
-    for proc in family:  # stragglers after the grace period (stuck task runners, server workers)
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+    family += descendants(pid)
+    stragglers = 0
+    for proc in family:
+        with contextlib.suppress(Exception):
+            if proc.is_running() and proc.status() != "zombie":
                 proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+                stragglers += 1
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    path.unlink(missing_ok=True)
-    return True
-
-
-def stop(cfg: Config, grace: float = 30.0) -> list[str]:
-    """Stop every process, workers first (they finish or hand back tasks), the API server last."""
-    # Every process that may run, whatever the options were: all sandboxes, flower, every worker pid file.
-    started = len(list(cfg.run_dir.glob("airflow-worker-*.pid"))) if cfg.run_dir.exists() else 0
-    everything = {"with_flower": True, "sandboxes": True, "workers": max(cfg.workers, started)}
-    procs = processes(Config(**{**cfg.__dict__, **everything}))
-    order = sorted(procs, key=lambda p: 0 if "worker" in p.name else 2 if "apiserver" in p.name else 1)
-    stopped = []
-    for proc in order:
-        if stop_process(cfg, proc.name, grace):
-            stopped.append(proc.name)
-            print(f"stopped {proc.name}", flush=True)
-    cfg.sandboxes_marker.unlink(missing_ok=True)
-    cfg.workers_file.unlink(missing_ok=True)
-    if not stopped:
-        print("nothing was running")
-    return stopped
+        os.kill(pid, signal.SIGKILL)
+    socket_path(cfg).unlink(missing_ok=True)
+    for name in running:
+        print(f"stopped {name}", flush=True)
+    if stragglers:
+        print(f"killed {stragglers} process(es) left behind by the programs")
+    return running
 
 
 def status(cfg: Config, *, ping_workers: bool = True) -> dict[str, str]:
@@ -618,8 +771,10 @@ def status(cfg: Config, *, ping_workers: bool = True) -> dict[str, str]:
             if name.startswith("airflow-worker-") and health[name] == "running":
                 short = cfg.worker_name(int(name.rsplit("-", 1)[1])) + "@"
                 health[name] = "healthy" if any(n.startswith(short) for n in names) else "not answering"
+    infos = process_info(cfg)
     for name, state in health.items():
-        pid = read_pid(cfg, name)
+        info = infos.get(name) or {}
+        pid = info.get("pid") if info.get("statename") == "RUNNING" else None
         print(f"{name:24} {state:14} {'pid ' + str(pid) if pid else ''}")
     if any(s != "stopped" for s in health.values()):
         print(f"UI: {cfg.ui_url}  (admin password in {cfg.passwords_file})")
@@ -639,12 +794,15 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of the local topology."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", type=Path, default=Config.state_dir)
-    parser.add_argument("--logs-dir", type=Path, default=Config.logs_dir)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_LOCAL_PORT", "8080")))
-    parser.add_argument("--workers", type=int, default=None, help="Celery workers (default: as last started, else 2)")
-    parser.add_argument("--flower", action="store_true", help="also run Celery Flower on :5555")
+    parser.add_argument("--logs-dir", type=Path, default=None, help="default: logs/ (or as started)")
+    parser.add_argument("--port", type=int, default=None, help="API server port (default 8080, or as started)")
+    parser.add_argument("--workers", type=int, default=None, help="Celery workers (default 2, or as started)")
+    parser.add_argument("--flower", action="store_true", default=None, help="also run Celery Flower on :5555")
     parser.add_argument(
-        "--sandboxes", action="store_true", help="also run the Looker and Sheets sandboxes and point the DAGs at them"
+        "--sandboxes",
+        action="store_true",
+        default=None,
+        help="also run the Looker and Sheets sandboxes and point the DAGs at them",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health on start")
     parser.add_argument("command", choices=["start", "stop", "status", "logs", "restart", "env"])
@@ -652,24 +810,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--lines", type=int, default=50)
     parser.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
-    cfg = Config(
-        state_dir=args.state_dir.resolve(),
-        logs_dir=args.logs_dir.resolve(),
-        port=args.port,
-        workers=2,
-        with_flower=args.flower,
+    state_dir = args.state_dir.resolve()
+    # Whatever options `start` was given, status, stop, logs and restart act on what it started.
+    cfg = load_config(state_dir) or Config(
+        state_dir=state_dir,
+        port=int(os.environ.get("AIRFLOW_LOCAL_PORT", "8080")),
+        workers=int(os.environ.get("AIRFLOW_LOCAL_WORKERS", "2")),
     )
-    # A topology started with --sandboxes or --workers N keeps them for status, stop and restart.
-    cfg.sandboxes = args.sandboxes or cfg.sandboxes_marker.exists()
-    saved = cfg.workers_file.read_text().strip() if cfg.workers_file.exists() else ""
-    cfg.workers = args.workers or int(saved or os.environ.get("AIRFLOW_LOCAL_WORKERS", "2"))
+    wanted = {
+        "logs_dir": args.logs_dir.resolve() if args.logs_dir else None,
+        "port": args.port,
+        "workers": args.workers,
+        "with_flower": args.flower,
+        "sandboxes": args.sandboxes,
+    }
+    changes = {k: v for k, v in wanted.items() if v is not None}
     if args.command == "start":
-        start(cfg, timeout=args.timeout)
+        # A fresh start takes the defaults and the flags given; a running topology stays as it is.
+        fresh = Config(
+            state_dir=state_dir,
+            port=int(os.environ.get("AIRFLOW_LOCAL_PORT", "8080")),
+            workers=int(os.environ.get("AIRFLOW_LOCAL_WORKERS", "2")),
+        )
+        start(cfg if supervisor_pid(cfg) else Config(**{**fresh.__dict__, **changes}), timeout=args.timeout)
     elif args.command == "stop":
         stop(cfg)
     elif args.command == "restart":
         stop(cfg)
-        start(cfg, timeout=args.timeout)
+        start(Config(**{**cfg.__dict__, **changes}), timeout=args.timeout)
     elif args.command == "status":
         health = status(cfg)
         return 0 if health and all(s == "healthy" or s == "running" for s in health.values()) else 3

@@ -108,6 +108,16 @@ class Api:
         run_id: str = response.json()["dag_run_id"]
         return run_id
 
+    def clear(self, dag_id: str, run_id: str, task_ids: list[str]) -> None:
+        """Clear task instances of a run (whatever their state): the scheduler runs them again now."""
+        response = requests.post(
+            f"{self.base}/api/v2/dags/{dag_id}/clearTaskInstances",
+            headers=self._headers(),
+            json={"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "only_failed": False},
+            timeout=30,
+        )
+        response.raise_for_status()
+
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """The DAG run."""
         data: dict[str, Any] = self.get(f"dags/{dag_id}/dagRuns/{run_id}")
