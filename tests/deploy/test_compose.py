@@ -435,3 +435,34 @@ def test_image_build_checks_airflow_against_the_lock_and_runs_pip_check(tmp_path
     )
     assert wrong.returncode != 0
     assert "Airflow 2.9.9 here" in wrong.stderr and "AIRFLOW_VERSION=" in wrong.stderr
+
+
+def test_status_stop_and_logs_act_on_the_options_start_was_given(tmp_path: Path) -> None:
+    """After `start --port 8123 --workers 3`, commands without flags use that port and those workers
+    (the options are saved with the supervisord configuration), and a fresh start takes defaults."""
+    localrun = _localrun()
+    state = tmp_path / "state"
+    started = localrun.Config(state_dir=state, logs_dir=tmp_path / "logs", port=8123, workers=3)
+    started.run_dir.mkdir(parents=True)
+    localrun.save_config(started)
+    localrun.write_supervisor_conf(started)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "localrun.py"), "--state-dir", str(state), "env"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env_sh = Path(out.stdout.strip().splitlines()[-1]).read_text()
+    assert "export AIRFLOW__API__PORT=8123" in env_sh
+    conf = localrun.supervisor_conf(started).read_text()
+    assert [line for line in conf.splitlines() if line.startswith("[program:airflow-worker-")] == [
+        f"[program:airflow-worker-{i}]" for i in (1, 2, 3)
+    ]
+    # Every program restarts when it dies, and stops as a whole process group.
+    programs = conf.split("[program:")[1:]
+    assert programs and all(
+        "autorestart=true" in p and "stopasgroup=true" in p and "killasgroup=true" in p for p in programs
+    )
+    assert "worker1-local@%%h" in conf  # supervisord would expand a lone %
+    loaded = localrun.load_config(state)
+    assert (loaded.port, loaded.workers, loaded.logs_dir) == (8123, 3, tmp_path / "logs")

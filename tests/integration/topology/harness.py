@@ -226,7 +226,7 @@ def local_topology(
         },
     )
     try:
-        module.start(cfg, timeout=start_timeout)
+        module.start(cfg, timeout=start_timeout, grace=20)
         password = json.loads(cfg.passwords_file.read_text())["admin"]
         yield Running(cfg, Api(cfg.ui_url, password), module)
     finally:
