@@ -156,6 +156,7 @@ def test_sigkilled_scheduler_and_worker_come_back_and_runs_finish(topology: harn
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
     new = {name: scenarios.wait_restarted(topology, name, pid) for name, pid in victims.items()}
+    running = time.monotonic() - killed_at
     # The reaper (supervisord event listener) killed the dead processes' children.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(module.alive(pid) for pid in left_behind):
@@ -181,7 +182,10 @@ def test_sigkilled_scheduler_and_worker_come_back_and_runs_finish(topology: harn
     assert cfg.scheduler_health_port in listening
     run_id = topology.api.trigger("topology_probe", {"sleep": 1})
     assert topology.api.wait_run("topology_probe", run_id, timeout=180) == "success"
-    print(f"SIGKILL of scheduler and worker-1: both healthy again after {back:.1f} s; a DAG run finished after")
+    print(
+        f"SIGKILL of scheduler and worker-1: both running again after {running:.1f} s, healthy (scheduler /health,"
+        f" worker ping) after {back:.1f} s; a DAG run finished after"
+    )
 
 
 def test_stop_is_clean(topology: harness.Running) -> None:

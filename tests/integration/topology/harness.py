@@ -226,7 +226,9 @@ def local_topology(
         },
     )
     try:
+        began = time.monotonic()
         module.start(cfg, timeout=start_timeout, grace=20)
+        print(f"local topology started (init + every service healthy) in {time.monotonic() - began:.1f} s")
         password = json.loads(cfg.passwords_file.read_text())["admin"]
         yield Running(cfg, Api(cfg.ui_url, password), module)
     finally:
