@@ -422,8 +422,16 @@ def _ini(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def write_supervisor_conf(cfg: Config, topology: Mapping[str, Any] | None = None, grace: float = 30.0) -> Path:
-    """Write supervisord.conf: one program per process of the topology, plus the orphan reaper."""
+def write_supervisor_conf(
+    cfg: Config,
+    topology: Mapping[str, Any] | None = None,
+    grace: float = 30.0,
+    *,
+    procs: list[Proc] | None = None,
+    startsecs: int = 5,
+) -> Path:
+    """Write supervisord.conf: one program per process of the topology (or `procs`), plus the
+    orphan reaper. A program counts as started after `startsecs` seconds up."""
     sock = socket_path(cfg)
     if len(str(sock)) > 100:  # AF_UNIX path limit (108 bytes on Linux)
         raise SystemExit(f"state folder path too long for a control socket: {sock}; use a shorter --state-dir")
@@ -446,13 +454,13 @@ def write_supervisor_conf(cfg: Config, topology: Mapping[str, Any] | None = None
         # Kills what a dead program left behind before it is started again (deploy/reap_orphans.py).
         "[eventlistener:reap-orphans]",
         f"command={_ini(shlex.join([str(VENV_BIN / 'python'), str(REPO / 'deploy' / 'reap_orphans.py')]))}",
-        "events=PROCESS_STATE_EXITED",
+        "events=PROCESS_STATE_EXITED,PROCESS_STATE_STOPPED",
         "priority=1",
         "autorestart=true",
         f"stderr_logfile={_ini(str(logs / 'reap-orphans.log'))}",
         "stdout_logfile=NONE",  # a listener's stdout is the event protocol
     ]
-    for proc in processes(cfg, topology):
+    for proc in procs if procs is not None else processes(cfg, topology):
         kind = "sandbox" if proc.name.endswith("-sandbox") else proc.name.rstrip("-0123456789")
         lines += [
             f"[program:{proc.name}]",
@@ -463,7 +471,7 @@ def write_supervisor_conf(cfg: Config, topology: Mapping[str, Any] | None = None
             # Restarted whenever it exits; a program that dies within startsecs is retried with a
             # growing delay (1 s, 2 s, ...) and marked FATAL after startretries attempts.
             "autorestart=true",
-            "startsecs=5",
+            f"startsecs={startsecs}",
             "startretries=5",
             # stop: SIGTERM to the program's whole process group, SIGKILL after the grace period.
             "stopsignal=TERM",
@@ -744,19 +752,22 @@ def stop(cfg: Config, grace: float = 30.0) -> list[str]:
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.2)
     family += descendants(pid)
-    stragglers = 0
+    import psutil
+
+    stragglers = []
     for proc in family:
-        with contextlib.suppress(Exception):
-            if proc.is_running() and proc.status() != "zombie":
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                 proc.kill()
-                stragglers += 1
+                stragglers.append(proc)
+    psutil.wait_procs(stragglers, timeout=10)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     socket_path(cfg).unlink(missing_ok=True)
     for name in running:
         print(f"stopped {name}", flush=True)
     if stragglers:
-        print(f"killed {stragglers} process(es) left behind by the programs")
+        print(f"killed {len(stragglers)} process(es) left behind by the programs")
     return running
 
 

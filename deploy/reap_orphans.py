@@ -4,8 +4,10 @@ When a program exits on its own (SIGKILL, OOM, a crash), its children live on: t
 health-check and log servers keep their ports, a Celery worker's task processes keep running
 tasks the scheduler will retry elsewhere. supervisord is a child subreaper (deploy/localrun.py), so
 these orphans become its children; any child of supervisord that is not one of its programs is
-such an orphan. On every PROCESS_STATE_EXITED event this listener kills them, with their
-descendants, before they get in the way of the restarted program.
+such an orphan. On every PROCESS_STATE_EXITED event (a program died) and PROCESS_STATE_STOPPED
+event (a program was stopped: its process group got the signal, a child in a session of its own
+did not) this listener kills them, with their descendants, before they get in the way of the
+restarted program.
 
 Protocol: supervisord's event listener protocol (`supervisor.childutils.listener`), the RPC
 interface through SUPERVISOR_SERVER_URL that supervisord sets for its children.
