@@ -529,8 +529,10 @@ def read_pid(cfg: Config, name: str) -> int | None:
     return pid if alive(pid) else None
 
 
-def stop_process(cfg: Config, name: str) -> bool:
-    """Stop one program (its whole process group) and keep it stopped; False if it was not running."""
+def stop_process(cfg: Config, name: str, grace: float | None = None) -> bool:
+    """Stop one program (its whole process group) and keep it stopped; False if it was not running.
+    `grace` is accepted for callers of the earlier launcher: supervisord's stopwaitsecs, set by
+    `start`, is the grace period."""
     import xmlrpc.client
 
     try:
@@ -548,6 +550,12 @@ def start_process(cfg: Config, name: str) -> int:
     if pid is None:
         raise SystemExit(f"{name} did not start; see {log_file(cfg, name)}")
     return pid
+
+
+def spawn(cfg: Config, proc: Proc, env: Mapping[str, str] | None = None) -> int:
+    """Start one program of the running topology again (the earlier launcher's name for it); the
+    environment is supervisord's, fixed at `start`."""
+    return start_process(cfg, proc.name)
 
 
 def descendants(pid: int) -> list[Any]:
