@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Host-side steps of the delivery pipeline on a Docker Compose host (.github/workflows/deploy.yml
+# runs them over SSH from the release's checkout; docs/cicd.md explains the strategy).
+#
+#   deploy/bluegreen/deploy.sh staging  IMAGE   one project, recreated in place, then smoke-tested
+#   deploy/bluegreen/deploy.sh promote  IMAGE   backup, migrations, standby colour, smoke, switch, scheduler once
+#   deploy/bluegreen/deploy.sh smoke            `guardian smoke` through the edge (exit 1 on a FAIL)
+#   deploy/bluegreen/deploy.sh watch SECONDS    post-deploy monitor; exit 1 on a regression
+#   deploy/bluegreen/deploy.sh rollback         edge back to the previous colour, scheduler tier back to its image
+#   deploy/bluegreen/deploy.sh finish           stop the previous colour (the point after which rollback is a restore)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MAIN=${GUARDIAN_MAIN_PROJECT:-guardian}
+STATE=${GUARDIAN_BLUEGREEN_STATE:-deploy/bluegreen/state}
+BACKUPS=${GUARDIAN_BACKUP_DIR:-backups}
+export GUARDIAN_MAIN_PROJECT=$MAIN GUARDIAN_BLUEGREEN_STATE=$PWD/$STATE
+mkdir -p "$STATE" "$BACKUPS"
+
+main() { docker compose -p "$MAIN" -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.main.yml "$@"; }
+colour() { # colour NAME compose-args...
+  local name=$1 port=8081
+  shift
+  [[ $name == green ]] && port=8082
+  GUARDIAN_COLOUR=$name GUARDIAN_COLOUR_PORT=$port docker compose -p "$MAIN-$name" \
+    -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.colour.yml "$@"
+}
+edge() { docker compose -p "$MAIN-edge" -f deploy/bluegreen/docker-compose.edge.yml "$@"; }
+switch() {
+  python3 deploy/bluegreen/switch.py --state "$STATE" \
+    --reload "docker compose -p $MAIN-edge -f deploy/bluegreen/docker-compose.edge.yml exec -T proxy nginx -s reload" \
+    --test "docker compose -p $MAIN-edge -f deploy/bluegreen/docker-compose.edge.yml exec -T proxy nginx -t -q" "$@"
+}
+active() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['active'])" "$STATE/bluegreen.json"; }
+tier=(airflow-scheduler airflow-dag-processor airflow-triggerer airflow-worker guardian-web)
+
+case ${1:-} in
+  staging)
+    image=${2:?image}
+    export GUARDIAN_IMAGE=$image
+    docker compose -f docker-compose.prod.yml pull --quiet
+    docker compose -f docker-compose.prod.yml run --rm airflow-init
+    docker compose -f docker-compose.prod.yml up -d --remove-orphans
+    docker compose -f docker-compose.prod.yml exec -T airflow-apiserver guardian smoke --wait 300 --interval 10
+    ;;
+  promote)
+    image=${2:?image}
+    if [[ ! -f $STATE/bluegreen.json ]]; then
+      # First blue-green deployment on this host: the running tier becomes blue.
+      previous=$(main images -q airflow-scheduler 2>/dev/null | head -1)
+      GUARDIAN_IMAGE=${previous:-$image} colour blue up -d --no-deps airflow-apiserver
+      python3 deploy/bluegreen/switch.py --state "$STATE" init --color blue --upstream airflow-apiserver-blue:8080
+      edge up -d
+      GUARDIAN_IMAGE=${previous:-$image} main up -d --scale airflow-apiserver=0 --remove-orphans
+    fi
+    current=$(active)
+    next=green
+    [[ $current == green ]] && next=blue
+    # What a rollback returns the scheduler tier to.
+    docker inspect --format '{{.Config.Image}}' "$(main ps -q airflow-scheduler | head -1)" >"$STATE/previous-image"
+    export GUARDIAN_IMAGE=$image
+    # 1. Backup, then migrations (forward-compatible: the running release keeps working on the new schema).
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    main exec -T postgres pg_dump -U airflow -Fc airflow >"$BACKUPS/airflow-$stamp.dump"
+    main exec -T postgres pg_dump -U airflow -Fc guardian >"$BACKUPS/guardian-$stamp.dump"
+    main run --rm airflow-init
+    # 2. The new release's stateless tier beside the running one; smoke it directly; switch the edge.
+    colour "$next" pull --quiet airflow-apiserver
+    colour "$next" up -d --no-deps --force-recreate airflow-apiserver
+    port=8081
+    [[ $next == green ]] && port=8082
+    switch promote --upstream "airflow-apiserver-$next:8080" --probe "http://127.0.0.1:$port" --timeout 300 \
+      --smoke "docker compose -p $MAIN-$next -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.colour.yml exec -T -e GUARDIAN_MONITORING__AIRFLOW_API_URL=http://localhost:8080 airflow-apiserver guardian smoke --wait 120 --interval 10"
+    # 3. Scheduler, DAG processor, triggerer and workers switch once (Celery workers finish their tasks).
+    main up -d --no-deps "${tier[@]}"
+    ;;
+  smoke)
+    main exec -T airflow-scheduler guardian smoke --wait 180 --interval 10
+    ;;
+  watch)
+    main exec -T airflow-scheduler guardian smoke --watch "${2:?seconds}" --interval 60 --json
+    ;;
+  rollback)
+    switch rollback
+    GUARDIAN_IMAGE=$(cat "$STATE/previous-image") main up -d --no-deps "${tier[@]}"
+    ;;
+  finish)
+    state=$(switch status)
+    old=$(python3 -c "import json,sys; s=json.loads(sys.argv[1]); print(s['previous'] or '')" "$state")
+    if [[ -n $old ]]; then colour "$old" down; fi
+    switch finish
+    ;;
+  *)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
