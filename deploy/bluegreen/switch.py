@@ -56,15 +56,18 @@ class State:
 
 # -- pure planning (tested on its own, tests/integration/smoke/test_bluegreen.py) --------------
 def plan_promote(state: State, upstream: str, smoke_passed: bool) -> State:
-    """The state after promoting the standby colour at ``upstream``; unchanged when the smoke failed."""
+    """The state after starting a release on the standby colour at ``upstream`` and smoke-testing it."""
     if not UPSTREAM.match(upstream):
         raise SwitchError(f"--upstream {upstream!r} is not host:port; give the standby API server's address")
     if upstream == state.upstreams.get(state.active):
         raise SwitchError(f"--upstream {upstream} is the active colour's address; start the new version elsewhere")
-    if not smoke_passed:
-        return state
     target = state.other()
-    return State(target, {**state.upstreams, target: upstream}, previous=state.active)
+    upstreams = {**state.upstreams, target: upstream}
+    if not smoke_passed:
+        # Traffic stays, but the standby colour now runs the failed release: whatever it held
+        # before (the rollback target) is gone, so a rollback must not send traffic there.
+        return State(state.active, upstreams, previous=None)
+    return State(target, upstreams, previous=state.active)
 
 
 def plan_rollback(state: State) -> State:
@@ -201,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
     state_dir: Path = args.state
     local_conf = state_dir / "nginx.conf"
-    reload_cmd = args.reload or f"nginx -c {local_conf} -s reload"
-    test_cmd = args.test if args.test is not None else f"nginx -t -q -c {local_conf}"
+    # -e: nginx opens its error log before reading the configuration; an unprivileged user cannot
+    # write the packaged default (/var/log/nginx).
+    local_nginx = f"nginx -e {state_dir / 'error.log'} -c {local_conf}"
+    reload_cmd = args.reload or f"{local_nginx} -s reload"
+    test_cmd = args.test if args.test is not None else f"{local_nginx} -t -q"
     try:
         if args.command == "init":
             if not UPSTREAM.match(args.upstream):
@@ -227,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 smoke = subprocess.run(shlex.split(args.smoke.replace("{url}", url)), env=env, check=False)
                 passed = smoke.returncode == 0
             new = plan_promote(state, args.upstream, smoke_passed=passed)
-            if new == state:
+            if not passed:
+                _write_atomic(_state_file(state_dir), json.dumps(asdict(new), indent=2) + "\n")
                 raise SwitchError(
                     f"smoke tests failed on {state.other()} ({args.upstream}); traffic stays on {state.active}"
                 )

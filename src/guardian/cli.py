@@ -232,6 +232,7 @@ def smoke(
     dag: Annotated[list[str] | None, typer.Option("--dag", help="Expected DAG id (repeat; default: the four).")] = None,
     allow_paused: Annotated[list[str] | None, typer.Option("--allow-paused", help="DAG id allowed paused.")] = None,
     no_doctor: Annotated[bool, typer.Option("--no-doctor", help="Skip `guardian doctor`'s checks.")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these checks (repeat).")] = None,
     wait: Annotated[float, typer.Option(help="Retry failing checks for up to this many seconds.")] = 0,
     watch_for: Annotated[
         float, typer.Option("--watch", help="Post-deploy monitor: repeat for this many seconds; exit 1 on regression.")
@@ -245,7 +246,9 @@ def smoke(
     from guardian.smoke import as_json as smoke_json
 
     settings = _settings()
-    options = SmokeOptions(tuple(dag or EXPECTED_DAGS), tuple(allow_paused or ()), not no_doctor)
+    options = SmokeOptions(
+        tuple(dag or EXPECTED_DAGS), tuple(allow_paused or ()), not no_doctor, only=tuple(only or ())
+    )
     if watch_for > 0:
         state, reason = watch(
             settings,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from guardian.doctor import CHECKS as DOCTOR_CHECKS
 from guardian.doctor import CheckResult, Fail, Skip, Status
 from guardian.errors import ConfigError, GuardianError
 from guardian.monitoring.airflow_api import AirflowApi, _parse_ts
@@ -42,6 +43,7 @@ class SmokeOptions:
     allow_paused: tuple[str, ...] = ()
     doctor: bool = True
     ui_prefix: str = UI_PREFIX
+    only: tuple[str, ...] = ()  # run only these checks (names as printed, e.g. scheduler, doctor:looker)
 
 
 class SmokeApi(AirflowApi):
@@ -224,11 +226,20 @@ def run_smoke(settings: Settings, options: SmokeOptions | None = None) -> list[C
         ("sales_estimate", lambda: check_sales_estimate(settings)),
         ("audit_chain", lambda: check_audit(settings)),
     ]
-    results = [_run(name, check) for name, check in checks]
+    known = [name for name, _ in checks] + [f"doctor:{name}" for name, _ in DOCTOR_CHECKS]
+    unknown = sorted(set(options.only) - set(known))
+    if unknown:
+        raise ConfigError(f"--only {', '.join(unknown)}: no such check; use one of {', '.join(known)}")
+    results = [_run(name, check) for name, check in checks if not options.only or name in options.only]
     if options.doctor:
         from guardian.doctor import run_checks
 
-        results += [CheckResult(f"doctor:{r.name}", r.status, r.detail, r.fix, r.seconds) for r in run_checks(settings)]
+        wanted = [n for n, _ in DOCTOR_CHECKS if not options.only or f"doctor:{n}" in options.only]
+        if wanted:
+            results += [
+                CheckResult(f"doctor:{r.name}", r.status, r.detail, r.fix, r.seconds)
+                for r in run_checks(settings, wanted)
+            ]
     return results
 
 
