@@ -49,8 +49,12 @@ class SmokeOptions:
 class SmokeApi(AirflowApi):
     """The monitoring client plus the three reads a smoke test needs (health, import errors, DAGs)."""
 
+    _health: dict[str, Any] | None = None
+
     def health(self) -> dict[str, Any]:
-        """Airflow's health document (``/api/v2/monitor/health``; ``/api/v1/health`` on 2.x); no login needed."""
+        """Airflow's health document (``/api/v2/monitor/health``; ``/api/v1/health`` on 2.x), read once per client."""
+        if self._health is not None:
+            return self._health
         path = "/api/v2/monitor/health" if self.version == "v2" else "/api/v1/health"
         response = self._request("GET", path)
         if response.status_code != 200:
@@ -58,8 +62,8 @@ class SmokeApi(AirflowApi):
                 f"{self.base}{path} answered HTTP {response.status_code}",
                 "the API server is up but unhealthy: read its log",
             )
-        data: dict[str, Any] = response.json()
-        return data
+        self._health = response.json()
+        return self._health
 
     def import_errors(self) -> list[dict[str, Any]]:
         """Every DAG file import error the DAG processor recorded."""

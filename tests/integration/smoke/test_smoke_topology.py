@@ -268,10 +268,16 @@ def test_a_dag_import_error_fails_its_check_and_clears_when_fixed(
         assert "smoke_broken_dag.py" in bad["dag_import_errors"]["detail"]
         assert "guardian_module_that_does_not_exist" in bad["dag_import_errors"]["detail"]
         assert "fix the file" in bad["dag_import_errors"]["fix"]
+        # The post-deploy watch sees it too and asks for a rollback.
+        rc, doc = smoke(deploy_env, "--no-doctor", "--watch", "1")
+        assert rc == 1 and doc["ok"] is False
+        assert doc["regression"] == "smoke check(s) failing: dag_import_errors"
     finally:
         broken.unlink()
     doc = until(lambda: smoke(deploy_env, *only), lambda d: d["ok"], timeout=120)
     assert doc["ok"], failing(doc)
+    rc, doc = smoke(deploy_env, "--no-doctor", "--watch", "1")
+    assert (rc, doc["ok"], doc["regression"]) == (0, True, None)
 
 
 def test_a_stopped_scheduler_fails_the_scheduler_check(topology: harness.Running, deploy_env: dict[str, str]) -> None:
