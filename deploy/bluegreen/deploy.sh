@@ -10,18 +10,19 @@
 #   deploy/bluegreen/deploy.sh finish           stop the previous colour (the point after which rollback is a restore)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MAIN=${GUARDIAN_MAIN_PROJECT:-guardian}
-STATE=${GUARDIAN_BLUEGREEN_STATE:-deploy/bluegreen/state}
-BACKUPS=${GUARDIAN_BACKUP_DIR:-backups}
-export GUARDIAN_MAIN_PROJECT=$MAIN GUARDIAN_BLUEGREEN_STATE=$PWD/$STATE
+MAIN=${BLUEGREEN_MAIN_PROJECT:-guardian}
+STATE=$(realpath -m "${BLUEGREEN_STATE:-deploy/bluegreen/state}")
+BACKUPS=${BLUEGREEN_BACKUPS:-backups}
+export BLUEGREEN_MAIN_PROJECT=$MAIN BLUEGREEN_STATE=$STATE # read by the Compose overlays
 mkdir -p "$STATE" "$BACKUPS"
 
 main() { docker compose -p "$MAIN" -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.main.yml "$@"; }
+# Each colour's API server is published on the host's loopback only (the edge reaches it by name).
+port_of() { if [[ $1 == green ]]; then echo "${BLUEGREEN_GREEN_PORT:-8082}"; else echo "${BLUEGREEN_BLUE_PORT:-8081}"; fi; }
 colour() { # colour NAME compose-args...
-  local name=$1 port=8081
+  local name=$1
   shift
-  [[ $name == green ]] && port=8082
-  GUARDIAN_COLOUR=$name GUARDIAN_COLOUR_PORT=$port docker compose -p "$MAIN-$name" \
+  BLUEGREEN_COLOUR=$name BLUEGREEN_PORT=$(port_of "$name") docker compose -p "$MAIN-$name" \
     -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.colour.yml "$@"
 }
 edge() { docker compose -p "$MAIN-edge" -f deploy/bluegreen/docker-compose.edge.yml "$@"; }
@@ -31,6 +32,12 @@ switch() {
     --test "docker compose -p $MAIN-edge -f deploy/bluegreen/docker-compose.edge.yml exec -T proxy nginx -t -q" "$@"
 }
 active() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['active'])" "$STATE/bluegreen.json"; }
+# The image the scheduler tier runs now (empty when nothing runs yet).
+running_image() {
+  local id
+  id=$(main ps -q airflow-scheduler | head -1)
+  if [[ -n $id ]]; then docker inspect --format '{{.Config.Image}}' "$id"; fi
+}
 tier=(airflow-scheduler airflow-dag-processor airflow-triggerer airflow-worker guardian-web)
 
 case ${1:-} in
@@ -46,7 +53,7 @@ case ${1:-} in
     image=${2:?image}
     if [[ ! -f $STATE/bluegreen.json ]]; then
       # First blue-green deployment on this host: the running tier becomes blue.
-      previous=$(main images -q airflow-scheduler 2>/dev/null | head -1)
+      previous=$(running_image)
       GUARDIAN_IMAGE=${previous:-$image} colour blue up -d --no-deps airflow-apiserver
       python3 deploy/bluegreen/switch.py --state "$STATE" init --color blue --upstream airflow-apiserver-blue:8080
       edge up -d
@@ -56,7 +63,7 @@ case ${1:-} in
     next=green
     [[ $current == green ]] && next=blue
     # What a rollback returns the scheduler tier to.
-    docker inspect --format '{{.Config.Image}}' "$(main ps -q airflow-scheduler | head -1)" >"$STATE/previous-image"
+    running_image >"$STATE/previous-image"
     export GUARDIAN_IMAGE=$image
     # 1. Backup, then migrations (forward-compatible: the running release keeps working on the new schema).
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -66,9 +73,8 @@ case ${1:-} in
     # 2. The new release's stateless tier beside the running one; smoke it directly; switch the edge.
     colour "$next" pull --quiet airflow-apiserver
     colour "$next" up -d --no-deps --force-recreate airflow-apiserver
-    port=8081
-    [[ $next == green ]] && port=8082
-    switch promote --upstream "airflow-apiserver-$next:8080" --probe "http://127.0.0.1:$port" --timeout 300 \
+    export BLUEGREEN_COLOUR=$next BLUEGREEN_PORT=$(port_of "$next") # the smoke command's compose interpolation
+    switch promote --upstream "airflow-apiserver-$next:8080" --probe "http://127.0.0.1:$(port_of "$next")" --timeout 300 \
       --smoke "docker compose -p $MAIN-$next -f docker-compose.prod.yml -f deploy/bluegreen/docker-compose.colour.yml exec -T -e GUARDIAN_MONITORING__AIRFLOW_API_URL=http://localhost:8080 airflow-apiserver guardian smoke --wait 120 --interval 10"
     # 3. Scheduler, DAG processor, triggerer and workers switch once (Celery workers finish their tasks).
     main up -d --no-deps "${tier[@]}"

@@ -94,7 +94,7 @@ def upstream_conf(state: State) -> str:
 def nginx_conf(state_dir: Path, listen: str) -> str:
     """A whole nginx.conf for a proxy run by an unprivileged user under ``state_dir`` (local, CI)."""
     site = (HERE / "nginx" / "guardian.conf.template").read_text(encoding="utf-8")
-    site = site.replace("${GUARDIAN_PROXY_LISTEN}", listen).replace("${GUARDIAN_PROXY_CONF_DIR}", str(state_dir))
+    site = site.replace("${PROXY_LISTEN}", listen).replace("${PROXY_CONF_DIR}", str(state_dir))
     return (
         "worker_processes 1;\n"
         f"pid {state_dir}/nginx.pid;\n"
