@@ -10,7 +10,10 @@
 #   deploy/bluegreen/deploy.sh finish           stop the previous colour (the point after which rollback is a restore)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MAIN=${BLUEGREEN_MAIN_PROJECT:-guardian}
+# The Compose project the production stack already runs under (its volumes hold the databases):
+# Compose's own default is the folder's name, lower-cased.
+default_project=$(basename "$PWD" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')
+MAIN=${BLUEGREEN_MAIN_PROJECT:-${COMPOSE_PROJECT_NAME:-$default_project}}
 STATE=$(realpath -m "${BLUEGREEN_STATE:-deploy/bluegreen/state}")
 BACKUPS=${BLUEGREEN_BACKUPS:-backups}
 export BLUEGREEN_MAIN_PROJECT=$MAIN BLUEGREEN_STATE=$STATE # read by the Compose overlays
@@ -44,10 +47,11 @@ case ${1:-} in
   staging)
     image=${2:?image}
     export GUARDIAN_IMAGE=$image
-    docker compose -f docker-compose.prod.yml pull --quiet
-    docker compose -f docker-compose.prod.yml run --rm airflow-init
-    docker compose -f docker-compose.prod.yml up -d --remove-orphans
-    docker compose -f docker-compose.prod.yml exec -T airflow-apiserver guardian smoke --wait 300 --interval 10
+    staging() { docker compose -p "$MAIN" -f docker-compose.prod.yml "$@"; }
+    staging pull --quiet
+    staging run --rm airflow-init
+    staging up -d --remove-orphans
+    staging exec -T airflow-apiserver guardian smoke --wait 300 --interval 10
     ;;
   promote)
     image=${2:?image}
@@ -56,8 +60,9 @@ case ${1:-} in
       previous=$(running_image)
       GUARDIAN_IMAGE=${previous:-$image} colour blue up -d --no-deps airflow-apiserver
       python3 deploy/bluegreen/switch.py --state "$STATE" init --color blue --upstream airflow-apiserver-blue:8080
-      edge up -d
+      # Port 8080 passes from the main project's API server to the edge: the one short gap, once per host.
       GUARDIAN_IMAGE=${previous:-$image} main up -d --scale airflow-apiserver=0 --remove-orphans
+      edge up -d
     fi
     current=$(active)
     next=green
