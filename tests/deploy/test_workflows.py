@@ -112,6 +112,15 @@ def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
     assert _check_jsonschema("vendor.github-workflows", broken).returncode == 1
 
 
+def test_local_actions_match_the_github_action_schema() -> None:
+    actions = sorted((REPO / ".github" / "actions").glob("*/action.yml"))
+    assert actions, "the deploy jobs share their SSH setup through a composite action"
+    out = _check_jsonschema("vendor.github-actions", *actions)
+    assert out.returncode == 0, out.stdout + out.stderr
+    used = set(re.findall(r"uses: \./\.github/actions/([\w-]+)", "\n".join(p.read_text() for p in WORKFLOWS)))
+    assert used == {a.parent.name for a in actions}
+
+
 class _ComposeLoader(yaml.SafeLoader):
     """Compose's merge tags (!override, !reset; Compose 2.24+) read as their plain values."""
 
