@@ -229,7 +229,7 @@ def doctor(
 @app.command()
 def smoke(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI) instead of a table.")] = False,
-    dag: Annotated[list[str] | None, typer.Option("--dag", help="Expected DAG id (repeat; default: the four).")] = None,
+    dag: Annotated[list[str] | None, typer.Option("--dag", help="Expected DAG id (repeat; default: all).")] = None,
     allow_paused: Annotated[list[str] | None, typer.Option("--allow-paused", help="DAG id allowed paused.")] = None,
     no_doctor: Annotated[bool, typer.Option("--no-doctor", help="Skip `guardian doctor`'s checks.")] = False,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only these checks (repeat).")] = None,

@@ -24,10 +24,11 @@ from guardian.errors import ConfigError, GuardianError
 from guardian.monitoring.airflow_api import AirflowApi, _parse_ts
 from guardian.settings import Settings
 
-# The guardian's DAGs (docs/architecture.md); each is scheduled or triggered by another, so each
-# must be registered and unpaused on a healthy deployment.
+# The guardian's DAGs (dags/, one file each); each is scheduled or triggered (by the sheet DAG or
+# the UI's restore), and a paused DAG's triggered runs never start: all registered and unpaused.
 EXPECTED_DAGS: tuple[str, ...] = (
     "looker_dashboard_deletion",
+    "looker_dashboard_restore",
     "bigquery_sales_query",
     "google_sheet_trigger_dag",
     "guardian_health",
