@@ -102,13 +102,15 @@ def failing(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in doc["checks"] if c["status"] == "FAIL"}
 
 
-def until(probe: Callable[[], tuple[int, dict[str, Any]]], done: Callable[[dict[str, Any]], bool], timeout: float):
-    """Repeat a smoke run until ``done`` holds (bounded); the last document."""
+def until(
+    probe: Callable[[], tuple[int, dict[str, Any]]], done: Callable[[dict[str, Any]], bool], timeout: float
+) -> tuple[int, dict[str, Any]]:
+    """Repeat a smoke run until ``done`` holds (bounded); the last exit status and document."""
     deadline = time.monotonic() + timeout
     while True:
-        _, doc = probe()
+        rc, doc = probe()
         if done(doc) or time.monotonic() > deadline:
-            return doc
+            return rc, doc
         time.sleep(2)
 
 
@@ -123,18 +125,25 @@ def test_all_checks_pass_on_a_healthy_deployment(deploy_env: dict[str, str]) -> 
     # Not configured in the topology: skipped, never silently passed.
     assert got["doctor:smtp"] == got["doctor:slack"] == "SKIPPED"
     started = time.monotonic()
-    rc, doc = smoke(deploy_env)
+    rc, doc = smoke(deploy_env, "--wait", "60", "--interval", "2")
     slowest = sorted(doc["checks"], key=lambda c: -c["seconds"])[:5]
     timings = [(c["name"], c["seconds"]) for c in slowest]
     print(f"steady-state smoke {time.monotonic() - started:.1f} s; slowest checks: {timings}")
     assert rc == 0
 
 
-def test_wrong_looker_credentials_fail_the_looker_check_with_its_fix(deploy_env: dict[str, str]) -> None:
-    rc, doc = smoke({**deploy_env, "LOOKERSDK_CLIENT_SECRET": "not-the-secret"})
-    assert rc == 1 and doc["ok"] is False
+def exactly(env: dict[str, str], expected: set[str], *args: str, timeout: float = 60) -> dict[str, dict[str, Any]]:
+    """The failing checks once they are exactly ``expected``: a heartbeat that is late once on two
+    shared cores is retried, a check that never fails (or never recovers) still fails the test."""
+    rc, doc = until(lambda: smoke(env, *args), lambda d: set(failing(d)) == expected, timeout=timeout)
+    assert (rc, doc["ok"]) == ((1, False) if expected else (0, True))
     bad = failing(doc)
-    assert set(bad) == {"doctor:looker"}, bad
+    assert set(bad) == expected, bad
+    return bad
+
+
+def test_wrong_looker_credentials_fail_the_looker_check_with_its_fix(deploy_env: dict[str, str]) -> None:
+    bad = exactly({**deploy_env, "LOOKERSDK_CLIENT_SECRET": "not-the-secret"}, {"doctor:looker"})
     assert "client id/secret" in bad["doctor:looker"]["fix"]
 
 
@@ -262,21 +271,21 @@ def test_a_dag_import_error_fails_its_check_and_clears_when_fixed(
     only = ("--only", "dag_import_errors")
     try:
         until(lambda: smoke(deploy_env, *only), lambda d: not d["ok"], timeout=120)
-        rc, doc = smoke(deploy_env, "--no-doctor")
-        bad = failing(doc)
-        assert rc == 1 and set(bad) == {"dag_import_errors"}, bad
+        bad = exactly(deploy_env, {"dag_import_errors"}, "--no-doctor")
         assert "smoke_broken_dag.py" in bad["dag_import_errors"]["detail"]
         assert "guardian_module_that_does_not_exist" in bad["dag_import_errors"]["detail"]
         assert "fix the file" in bad["dag_import_errors"]["fix"]
         # The post-deploy watch sees it too and asks for a rollback.
-        rc, doc = smoke(deploy_env, "--no-doctor", "--watch", "1")
-        assert rc == 1 and doc["ok"] is False
-        assert doc["regression"] == "smoke check(s) failing: dag_import_errors"
+        reason = "smoke check(s) failing: dag_import_errors"
+        rc, doc = until(
+            lambda: smoke(deploy_env, "--no-doctor", "--watch", "1"), lambda d: d["regression"] == reason, timeout=60
+        )
+        assert (rc, doc["ok"], doc["regression"]) == (1, False, reason)
     finally:
         broken.unlink()
-    doc = until(lambda: smoke(deploy_env, *only), lambda d: d["ok"], timeout=120)
+    _, doc = until(lambda: smoke(deploy_env, *only), lambda d: d["ok"], timeout=120)
     assert doc["ok"], failing(doc)
-    rc, doc = smoke(deploy_env, "--no-doctor", "--watch", "1")
+    rc, doc = until(lambda: smoke(deploy_env, "--no-doctor", "--watch", "1"), lambda d: d["ok"], timeout=60)
     assert (rc, doc["ok"], doc["regression"]) == (0, True, None)
 
 
@@ -287,10 +296,8 @@ def test_a_stopped_scheduler_fails_the_scheduler_check(topology: harness.Running
     os.kill(pid, signal.SIGSTOP)
     try:
         until(lambda: smoke(deploy_env, "--only", "scheduler"), lambda d: not d["ok"], timeout=HEALTH_THRESHOLD * 6)
-        rc, doc = smoke(deploy_env, "--no-doctor")
+        bad = exactly(deploy_env, {"scheduler"}, "--no-doctor")
     finally:
         os.kill(pid, signal.SIGCONT)
-    bad = failing(doc)
-    assert rc == 1 and set(bad) == {"scheduler"}, bad
     assert "unhealthy" in bad["scheduler"]["detail"]
     assert "start the scheduler" in bad["scheduler"]["fix"]
