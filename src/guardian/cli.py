@@ -227,6 +227,63 @@ def doctor(
 
 
 @app.command()
+def smoke(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for CI) instead of a table.")] = False,
+    dag: Annotated[list[str] | None, typer.Option("--dag", help="Expected DAG id (repeat; default: all).")] = None,
+    allow_paused: Annotated[list[str] | None, typer.Option("--allow-paused", help="DAG id allowed paused.")] = None,
+    no_doctor: Annotated[bool, typer.Option("--no-doctor", help="Skip `guardian doctor`'s checks.")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these checks (repeat).")] = None,
+    wait: Annotated[float, typer.Option(help="Retry failing checks for up to this many seconds.")] = 0,
+    watch_for: Annotated[
+        float, typer.Option("--watch", help="Post-deploy monitor: repeat for this many seconds; exit 1 on regression.")
+    ] = 0,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds of --wait and --watch.")] = 15,
+) -> None:
+    """Post-deploy checks of the running system: Airflow health, DAGs, UI, doctor, audit (exit 1 on a FAIL)."""
+    import time
+
+    from guardian.smoke import EXPECTED_DAGS, SmokeOptions, failed, run_smoke, watch
+    from guardian.smoke import as_json as smoke_json
+
+    settings = _settings()
+    options = SmokeOptions(
+        tuple(dag or EXPECTED_DAGS), tuple(allow_paused or ()), not no_doctor, only=tuple(only or ())
+    )
+    if watch_for > 0:
+        state, reason = watch(
+            settings,
+            options,
+            seconds=watch_for,
+            interval=interval,
+            on_round=lambda _r, s: err_console.print(f"watch: {json.dumps(s.as_dict())}", highlight=False),
+        )
+        if as_json:
+            print(json.dumps({"ok": reason is None, "regression": reason, **state.as_dict()}, indent=2))
+        else:
+            console.print(f"[red]ROLL BACK[/red]: {reason}" if reason else "[green]no regression[/green]")
+        if reason:
+            raise typer.Exit(1)
+        return
+    deadline = time.monotonic() + wait
+    results = run_smoke(settings, options)
+    while failed(results) and time.monotonic() < deadline:
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        results = run_smoke(settings, options)
+    if as_json:
+        print(json.dumps(smoke_json(results), indent=2))
+    else:
+        table = Table(title="guardian smoke")
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column, style="cyan" if column == "check" else None)
+        colours = {"OK": "green", "FAIL": "red", "SKIPPED": "yellow"}
+        for r in results:
+            table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", r.detail, r.fix)
+        console.print(table)
+    if failed(results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default GUARDIAN_WEB__HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default GUARDIAN_WEB__PORT).")] = None,
