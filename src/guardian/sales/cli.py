@@ -89,7 +89,7 @@ def estimate(
     )
     d = deps(settings, params)
     check = do_estimate(d, params)
-    console.print(check.line(), highlight=False, markup=False)
+    console.print(check.line(), highlight=False, markup=False, soft_wrap=True)
     console.print(f"query hash {query_for(settings, params).query_hash[:16]}", highlight=False)
     if not check.ok:
         raise typer.Exit(3)
