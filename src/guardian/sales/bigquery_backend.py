@@ -96,21 +96,43 @@ class BigQueryWarehouse:
         except gexc.NotFound:
             return None
 
+    def _stats(self, job: Any, spec: JobSpec) -> JobStats:
+        return JobStats(
+            str(job.job_id),
+            spec.step,
+            int(job.total_bytes_processed or 0),
+            int(job.total_bytes_billed or 0),
+            _int(job.slot_millis),
+            _int(getattr(job, "maximum_bytes_billed", None)),
+            _export_rows(job),
+        )
+
     def _job(self, sql: str, params: Params, spec: JobSpec, *, valid: Callable[[Any], bool] | None = None) -> Any:
-        """Run ``sql`` as the job of ``spec``, reattaching to it when an earlier attempt submitted it."""
+        """Run ``sql`` as the job of ``spec``, reattaching to the newest generation an earlier attempt submitted.
+
+        Every earlier generation that finished was billed, so it is recorded too (once: the
+        budget keys jobs by id) before a new generation gets what remains as its cap.
+        """
         from google.api_core import exceptions as gexc
 
-        for generation in range(MAX_GENERATIONS):
+        existing: list[Any] = []
+        while len(existing) < MAX_GENERATIONS:
+            found = self._get_job(f"{spec.base_id}_{len(existing)}")
+            if found is None:
+                break
+            existing.append(found)
+        for old in existing[:-1]:
+            if getattr(old, "state", None) == "DONE" and old.error_result is None:
+                spec.on_done(self._stats(old, spec))
+        generation = max(len(existing) - 1, 0)
+        while generation < MAX_GENERATIONS:
             job_id = f"{spec.base_id}_{generation}"
+            job = existing[generation] if generation < len(existing) else None
+            reattached = job is not None
             try:
-                job = self._get_job(job_id)
-                reattached = job is not None
                 if job is None:
                     config = self._job_config(
-                        params,
-                        maximum_bytes_billed=spec.maximum_bytes_billed,
-                        labels=spec.labels,
-                        use_query_cache=False,
+                        params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
                     )
                     try:
                         job = self.client.query(
@@ -128,31 +150,23 @@ class BigQueryWarehouse:
                             raise
                 job.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry)
             except gexc.GoogleAPIError as exc:
-                reasons = _reasons(exc)
-                if reasons & TRANSIENT_REASONS:
-                    continue  # the job failed: nothing billed; the next generation runs it again
+                if _reasons(exc) & TRANSIENT_REASONS:
+                    generation += 1  # the job failed: nothing billed; the next generation runs it again
+                    continue
                 raise _translate(exc, spec.maximum_bytes_billed) from exc
             except TimeoutError as exc:
                 raise QueryFailed(
                     f"BigQuery job {job_id} did not finish in {self.settings.sales.job_timeout}s (it keeps running "
                     "and a retry reattaches to it); raise GUARDIAN_SALES__JOB_TIMEOUT or narrow the request"
                 ) from exc
+            # Billed, so counted, even when its output is gone and the next generation must run.
+            spec.on_done(self._stats(job, spec))
             if reattached and valid is not None and not valid(job):
+                generation += 1
                 continue
-            spec.on_done(
-                JobStats(
-                    str(job.job_id),
-                    spec.step,
-                    int(job.total_bytes_processed or 0),
-                    int(job.total_bytes_billed or 0),
-                    _int(job.slot_millis),
-                    spec.maximum_bytes_billed,
-                    _export_rows(job),
-                )
-            )
             return job
         raise QueryFailed(
-            f"BigQuery job {spec.base_id} failed {MAX_GENERATIONS} times with transient errors; clear the task later"
+            f"BigQuery job {spec.base_id} needed more than {MAX_GENERATIONS} generations; clear the task later"
         )
 
     def _ensure_results_dataset(self) -> None:

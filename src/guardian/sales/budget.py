@@ -69,13 +69,32 @@ class JobStats:
 
 @dataclass
 class JobSpec:
-    """How the warehouse must submit one job: its id stem, labels, byte cap, and where to report it."""
+    """How the warehouse must submit one job: its id stem, labels, byte cap, and where to report it.
+
+    The cap is read at submit time (``maximum_bytes_billed``): a job recorded meanwhile, e.g.
+    an earlier generation found billed but with its output gone, lowers it.
+    """
 
     base_id: str
     step: str
     labels: dict[str, str]
-    maximum_bytes_billed: int
+    remaining: Callable[[], int] = field(repr=False)
     on_done: Callable[[JobStats], None] = field(repr=False, default=lambda _stats: None)
+
+    @property
+    def maximum_bytes_billed(self) -> int:
+        """What remains of the run's budget now."""
+        return self.remaining()
+
+    def require(self) -> int:
+        """The cap for a job about to be submitted; refuses when nothing remains."""
+        cap = self.remaining()
+        if cap <= 0:
+            raise CostLimitExceeded(
+                f"cost guard: nothing remains of the run's byte budget for the {self.step} job {self.base_id}; "
+                "raise GUARDIAN_SALES__MAX_BYTES_BILLED"
+            )
+        return cap
 
 
 @dataclass
@@ -136,7 +155,9 @@ class RunBudget:
                 f"(spent {self.spent}), the {step} step needs {need}; narrow the request or raise "
                 "GUARDIAN_SALES__MAX_BYTES_BILLED"
             )
-        return JobSpec(job_base(self.run_id, step, fingerprint), step, self.labels(step), remaining, self.record)
+        return JobSpec(
+            job_base(self.run_id, step, fingerprint), step, self.labels(step), lambda: self.remaining, self.record
+        )
 
     def record(self, stats: JobStats) -> None:
         """Count a finished job once (a reattached job is already known by its id)."""

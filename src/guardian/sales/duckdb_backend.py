@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,7 @@ class DuckDBWarehouse:
             )
         self.drop_result(name)
         values = {key: value for key, (_k, value) in params.items()}
-        job_id = f"{job.base_id}_0"
+        job_id = _new_id(job)
         t0 = time.monotonic()
         with self._connect(name) as con:
             # Ordered by the slice columns: DuckDB's zonemaps then skip other slices, like BigQuery clustering.
@@ -238,7 +239,7 @@ class DuckDBWarehouse:
             cursor = con.execute(to_duckdb(bigquery_sql), values)
             row = cursor.fetchone()
             names = [d[0] for d in cursor.description]
-        job.on_done(JobStats(f"{job.base_id}_0", job.step, 0, None, None, job.maximum_bytes_billed))
+        job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
         return dict(zip(names, row or [None] * len(names), strict=True))
 
     def query_rows(
@@ -250,7 +251,7 @@ class DuckDBWarehouse:
             cursor = con.execute(to_duckdb(bigquery_sql), values)
             rows = [list(row) for row in cursor.fetchmany(limit)]
             names = [d[0] for d in cursor.description]
-        job.on_done(JobStats(f"{job.base_id}_0", job.step, 0, None, None, job.maximum_bytes_billed))
+        job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
         return names, rows
 
     def export(
@@ -300,7 +301,7 @@ class DuckDBWarehouse:
                         ).fetchall()
                     }
                 )
-            job.on_done(JobStats(f"{job.base_id}_0", job.step, 0, None, None, job.maximum_bytes_billed))
+            job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
             for country, brand, rows in slices:
                 folder = staging / "out" / f"country_code={country}" / f"brand_code={brand}"
                 files = []
@@ -333,6 +334,12 @@ class DuckDBWarehouse:
         for suffix in (".duckdb", ".duckdb.wal"):
             (self.scratch_dir / f"{name}{suffix}").unlink(missing_ok=True)
         shutil.rmtree(self.scratch_dir / f"{name}.export", ignore_errors=True)
+
+
+def _new_id(job: JobSpec) -> str:
+    # Nothing is billed here, so nothing to reattach to but a finished result: each execution
+    # is its own job in the record.
+    return f"{job.base_id}_{uuid.uuid4().hex[:8]}"
 
 
 def _md5_file(path: Path) -> str:

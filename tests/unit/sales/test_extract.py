@@ -306,3 +306,48 @@ def test_run_records_on_postgresql(raw: Raw) -> None:
     assert runs.list_runs(store, 10, status="failed") == []
     got = runs.get_run(store, "pg-1")
     assert got is not None and got["params"]["granularity"] == "month" and got["files"]
+
+
+@pytest.mark.usefixtures("warehouse")
+def test_any_task_of_a_finished_run_can_be_cleared_and_rerun(raw: Raw) -> None:
+    from guardian.sales import service
+    from guardian.sales.params import validate_params
+    from guardian.sales.warehouse import result_name
+
+    settings = load_settings()
+    assert run_extract(settings, raw(), "cleared").outcome.ok
+    params = validate_params(raw(), settings)
+    d = service.deps(settings, params)
+    assert not d.warehouse.result_exists(result_name("cleared"))  # dropped once the export succeeded
+    first = json.loads((_storage_root() / "sales/run_id=cleared/_manifest.json").read_text())
+    # Clearing quality_gate, export and finish after the run finished: each reruns, the query too.
+    service.quality_step(d, params, "cleared")
+    again = service.export_step(d, params, "cleared")
+    assert again.rows == first["rows"] and service.finish(d, params, "cleared").ok
+    record = runs.get_run(get_store(settings), "cleared")
+    assert record is not None and record["status"] == "succeeded" and record["error"] is None
+    assert [j["step"] for j in record["jobs"]].count("run_query") == 2
+    manifest = json.loads((_storage_root() / "sales/run_id=cleared/_manifest.json").read_text())
+    assert manifest["rows"] == first["rows"] and len(_files("cleared")) == 2  # the manifest and one data file
+
+
+def test_volume_drop_fails_the_gate_and_the_failed_run_keeps_its_result(
+    warehouse: Path, raw: Raw, execute: Exec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardian.sales.service import deps
+    from guardian.sales.warehouse import result_name
+
+    monkeypatch.setenv("GUARDIAN_SALES__VOLUME_MIN_HISTORY", "1")
+    monkeypatch.setenv("GUARDIAN_SALES__WARN_ONLY_CHECKS", "coverage")
+    settings = load_settings()
+    assert run_extract(settings, raw(end_date="2026-01-31"), "january").outcome.ok
+    # Two thirds of February's TH/X rows never arrive.
+    execute(
+        warehouse,
+        "DELETE FROM sales.sales_entries WHERE country_code = 'TH' AND brand_code = 'X' "
+        "AND sale_date >= DATE '2026-02-01' AND entry_no % 3 <> 0",
+    )
+    with pytest.raises(QualityGateFailed, match=r"volume: TH/X: \d+\.\d rows/day is 0\.\d\dx the median"):
+        run_extract(settings, raw(start_date="2026-02-01", end_date="2026-02-28"), "february")
+    # The failed run's result stays for a retry (and expires after GUARDIAN_SALES__RESULTS_EXPIRATION_HOURS).
+    assert deps(settings).warehouse.result_exists(result_name("february"))
