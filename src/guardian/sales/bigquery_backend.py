@@ -229,7 +229,9 @@ class BigQueryWarehouse:
             kind="TABLE",
             replace=True,
             expression=sqlglot.parse_one(sql, read="bigquery"),
-            properties=exp.Properties(expressions=[exp.Cluster(expressions=[exp.column(c) for c in SLICE_COLUMNS])]),
+            properties=exp.Properties(
+                expressions=[exp.ClusterProperty(expressions=[exp.column(c) for c in SLICE_COLUMNS])]
+            ),
         ).sql(dialect="bigquery")
         done = self._job(ctas, params, job, valid=lambda _job: self._get_table(name) is not None)
         elapsed = int((time.monotonic() - t0) * 1000)

@@ -409,7 +409,7 @@ def _created_table(sql: str) -> TableMeta | None:
     tree = sqlglot.parse_one(sql, read="bigquery")
     if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Table):
         return None
-    cluster = tree.find(exp.Cluster)
+    cluster = tree.find(exp.ClusterProperty) or tree.find(exp.Cluster)
     t = tree.this
     return TableMeta(
         f"{t.catalog}.{t.db}.{t.name}",

@@ -121,6 +121,9 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
     # The result table was clustered by the slice columns, so each export read only its slice.
     exports = [c for c in real if c["sql"].startswith("EXPORT DATA")]
     assert len(exports) == 2
+    selected = [r for r in quarter if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X"]
+    read = sum(int(bq_stub.jobs[c["jobId"]]["stats"]["totalBytesProcessed"]) for c in exports)
+    assert read == _logical(selected, [n for n, _ in RESULT_SCHEMAS["entry"]])
 
 
 def test_cost_guard_refuses_the_whole_run_before_any_job(
