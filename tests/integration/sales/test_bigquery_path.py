@@ -288,9 +288,11 @@ def test_doctor_dry_run_check(
 ) -> None:
     from datetime import date
 
-    load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
+    # Seven entries sold today (the doctor's day), the rest in the first quarter.
+    today = [{**r, "sale_date": date.today().isoformat(), "entry_no": str(10**9 + i)} for i, r in enumerate(rows[:7])]
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:500] + today)
     line = bigquery_dry_run_check(load_settings())
-    today = [r for r in rows if r["sale_date"] == date.today().isoformat()]
+    assert _logical(today, ["entry_no", "sale_date"]) == 7 * 16
     assert line.startswith("BigQuery dry run on guardian-demo.")
     assert f"{format_bytes(_logical(today, ['entry_no', 'sale_date']))} for one day" in line
 
