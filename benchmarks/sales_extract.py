@@ -264,9 +264,7 @@ def main() -> None:
         print(f"  SELECT * : {size['baseline']:>12,} B (the original query)")
         ratio = size["processed"] / max(1, size["minimum"])
         print(f"  processed / minimum = {ratio:.2f}x (goal <= 1.2x: {'PASS' if ratio <= 1.2 else 'FAIL'})")
-        print(
-            f"  billed / minimum    = {size['billed'] / max(1, size['minimum']):.1f}x (10 MB per-job minimums)"
-        )
+        print(f"  billed / minimum    = {size['billed'] / max(1, size['minimum']):.1f}x (10 MB per-job minimums)")
         print(f"  SELECT * / minimum  = {size['baseline'] / max(1, size['minimum']):.1f}x")
         peaks = [pq["peak_rss_mb"], csv["peak_rss_mb"]]
         if args.large or not args.quick:
