@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from guardian.quality import gate
 
 JAN = [date(2026, 1, 1) + timedelta(days=i) for i in range(31)]
@@ -56,3 +59,28 @@ def test_freshness_and_reconciliation() -> None:
     assert good.passed
     bad = gate.reconcile({"TH/X": (10, 5.0), "VN/X": (3, None)}, {"TH/X": (9, 5.0)})
     assert not bad.passed and bad.message == "TH/X: result has 10 rows, export 9; VN/X: result has 3 rows, export 0"
+
+
+SLICES = [("TH", "X"), ("TH", "Y"), ("VN", "X")]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(holes=st.sets(st.tuples(st.sampled_from(SLICES), st.integers(0, 30)), max_size=12))
+def test_every_hole_is_named(holes: set[tuple[tuple[str, str], int]]) -> None:
+    # Invariant: a day without rows for a requested slice always fails coverage and is named in the message.
+    counts = _counts(SLICES, JAN)
+    for (c, b), i in holes:
+        del counts[(c, b, JAN[i])]
+    result = gate.coverage(counts, SLICES, JAN[0], JAN[-1])
+    assert result.passed == (not holes)
+    for (c, b), i in holes:
+        assert JAN[i].isoformat() in result.details["missing"][f"{c}/{b}"]
+        day = JAN[i].isoformat()
+        named = [part for part in result.message.split("; ") if part.startswith(f"{c}/{b}:")]
+        assert named and (
+            day in named[0]
+            or any(
+                r.split(" ")[0].split("..")[0] <= day <= r.split(" ")[0].split("..")[-1]
+                for r in named[0].removeprefix(f"{c}/{b}: no rows on ").split(", ")
+            )
+        )
