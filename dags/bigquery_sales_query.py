@@ -16,19 +16,22 @@ BigQuery (or the embedded DuckDB warehouse), checks the result and exports it to
 Parquet (zstd) or CSV (gzip) under `sales/run_id=<run>/country=<c>/brand=<b>/` with a
 `_manifest.json` written last. Optionally writes the result to a Google Sheet tab.
 
-Tasks: `validate_params` -> `cost_guard` (dry run vs `GUARDIAN_SALES__MAX_BYTES_BILLED`) ->
-`run_query` (dry run again, job with `maximum_bytes_billed`) -> `quality_gate` -> `export` ->
-`sheet_output` -> `finish` (always runs: run record, Sheets request status, email summary).
+Tasks: `validate_params` -> `cost_guard` (the whole run's estimate vs its byte budget
+`GUARDIAN_SALES__MAX_BYTES_BILLED`) -> `run_query` (one idempotent job into a clustered result
+table) -> `quality_gate` -> `export` -> `sheet_output` -> `finish` (always runs: run record,
+Sheets request status, email summary). Every BigQuery job carries what remains of the budget as
+`maximum_bytes_billed` and labels naming dag, task, run and requester; a retry reattaches to its job.
 
 **Triage**
 - `validate_params` failed: the log's last line names the param and the fix; trigger again.
-- `cost_guard` / `run_query` failed with *cost guard*: narrow the range/countries/brands, or
-  raise `GUARDIAN_SALES__MAX_BYTES_BILLED` after checking `guardian sales estimate`.
-- `quality_gate` failed: `guardian sales show <run_id>` lists each check; schema drift shows the
-  added / removed / retyped columns. Data problems go to the source owners; a check can be made
-  warn-only with `GUARDIAN_SALES__WARN_ONLY_CHECKS`.
-- `export` failed: nothing of the attempt is left; clear the task to retry (same run id
-  replaces its own output atomically).
+- *cost guard* in any task: narrow the range/countries/brands, or raise
+  `GUARDIAN_SALES__MAX_BYTES_BILLED` after checking `guardian sales estimate`.
+- `quality_gate` failed: `guardian sales show <run_id>` lists each check; `coverage` names missing
+  days per country/brand, `volume` the ratio to earlier runs, `freshness` the newest sale/load.
+  Data problems go to the source owners; any check can be made warn-only with
+  `GUARDIAN_SALES__WARN_ONLY_CHECKS`.
+- `export` failed: nothing of the attempt is committed; clear the task to retry, also after the
+  run finished (the result is kept until the export succeeds, or rebuilt within the budget).
 - `finish` failed: the run failed upstream (its error is in the log); it reports to the requester.
 See docs/services/sales.md.
 """

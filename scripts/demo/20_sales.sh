@@ -37,7 +37,7 @@ print(
     file=sys.stderr,
 )
 for f in manifest["files"]:
-    print(f"  {f['path']}  rows={f['rows']} bytes={f['bytes']} sha256={f['sha256'][:16]}", file=sys.stderr)
+    print(f"  {f['path']}  rows={f['rows']} bytes={f['bytes']} md5={f['md5']}", file=sys.stderr)
 print(manifest_path.rsplit("/", 1)[0])
 PY
 )

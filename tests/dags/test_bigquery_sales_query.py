@@ -59,7 +59,10 @@ def test_dag_exports_checked_parquet_with_manifest_and_records_the_run() -> None
     store = get_store(settings)
     record = list_runs(store, 1)[0]
     assert record["status"] == "succeeded" and record["run_id"] == run.run_id
-    assert record["bytes_processed"] > 0 and record["job_id"].startswith("duckdb-")
+    assert record["bytes_processed"] > 0 and "_run_query_" in record["job_id"]
+    # Every task's jobs are on the record, each labelled with its task and capped by the run's budget.
+    assert {j["step"] for j in record["jobs"]} >= {"run_query", "quality_gate", "export"}
+    assert all(j["maximum_bytes_billed"] <= settings.sales.max_bytes_billed for j in record["jobs"])
     manifest_path = Path(record["output_uri"].removeprefix("file://"))
     manifest = json.loads(manifest_path.read_text())
     assert manifest["rows"] == record["rows"] > 0

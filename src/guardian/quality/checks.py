@@ -82,16 +82,6 @@ def rule(name: str, violation: str, describe: str, params: Params | None = None)
     return Check(name, f"COUNTIF({violation})", describe, params=params or {})
 
 
-def row_count(*, allow_empty: bool, name: str = "completeness_rows") -> Check:
-    """Zero rows is an error unless allowed."""
-    return Check(
-        name,
-        "0",
-        "rows in the result",
-        passes=(lambda _v, total: total > 0 or allow_empty),
-    )
-
-
 def _col(name: str) -> str:
     return exp.column(name, quoted=True).sql(dialect="bigquery")
 
@@ -128,9 +118,6 @@ def run_checks(
         violations = int(row.get(f"c{i}") or 0)
         ok = check.passes(violations, total)
         severity: Severity = "warn" if check.name in warn_only else check.severity
-        if check.name == "completeness_rows" or check.violations_sql == "0":
-            message = f"{total} {check.describe}" + ("" if ok else " (an empty result is not allowed)")
-        else:
-            message = f"{violations} {check.describe}" if violations else f"no {check.describe}"
+        message = f"{violations} {check.describe}" if violations else f"no {check.describe}"
         results.append(CheckResult(check.name, ok, message, severity, {"violations": violations, "rows": total}))
     return results, total

@@ -89,7 +89,7 @@ def estimate(
     )
     d = deps(settings, params)
     check = do_estimate(d, params)
-    console.print(check.line(), highlight=False, markup=False)
+    console.print(check.line(), highlight=False, markup=False, soft_wrap=True)
     console.print(f"query hash {query_for(settings, params).query_hash[:16]}", highlight=False)
     if not check.ok:
         raise typer.Exit(3)
@@ -172,7 +172,7 @@ def list_runs_cmd(
         print(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title="Sales runs")
-    for col in ("run id", "status", "started", "rows", "processed", "output / error"):
+    for col in ("run id", "status", "started", "rows", "jobs", "processed", "billed", "output / error"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -180,7 +180,9 @@ def list_runs_cmd(
             r["status"],
             str(r["started_at"])[:19],
             str(r["rows"] if r["rows"] is not None else "-"),
+            str(len(r.get("jobs") or [])),
             format_bytes(r["bytes_processed"]),
+            format_bytes(r["bytes_billed"]) if r["bytes_billed"] is not None else "not billed",
             r["error"] or r["output_uri"] or "",
         )
     console.print(table)

@@ -39,7 +39,13 @@ class SalesSettings(Section):
     max_bytes_billed: int = Field(
         10 * 1024**3,
         ge=1,
-        description="Cost guard: a query estimated above this many bytes is refused.",
+        description="Byte budget of one run, across all its jobs (query, checks, exports): a run estimated "
+        "above it is refused, and each job carries what remains as maximum_bytes_billed.",
+    )
+    allowed_destinations: CsvList = Field(
+        default_factory=list,
+        description="Storage prefixes an extract may be exported under (gs://bucket/prefix or file:///path); "
+        "a destination param outside them is refused. Empty: only the configured storage root.",
     )
     max_range_days: int = Field(366, ge=1, description="Longest date range one extract may request.")
     countries: CsvList = Field(
@@ -68,18 +74,36 @@ class SalesSettings(Section):
         48, ge=1, description="Hours a BigQuery result table is kept before BigQuery deletes it."
     )
     job_timeout: int = Field(600, ge=1, description="Seconds to wait for one BigQuery job (query, export).")
-    api_retries: int = Field(
-        5, ge=0, le=20, description="Retries of a BigQuery API call on 429/5xx, with backoff and jitter."
-    )
     default_format: Literal["parquet", "csv"] = Field(
         "parquet", description="Export format when a run does not name one: parquet (zstd) or csv (gzip)."
     )
-    allow_empty: bool = Field(
-        False, description="Quality gate: accept a result with zero rows instead of failing the run."
+    coverage_max_missing_days: int = Field(
+        0,
+        ge=0,
+        description="Quality gate: days without rows a slice (country x brand) may have in the range before "
+        "coverage fails; a whole empty month always fails.",
+    )
+    volume_min_ratio: float = Field(
+        0.5, gt=0, description="Quality gate: lowest rows/day of a slice as a ratio of its median in earlier runs."
+    )
+    volume_max_ratio: float = Field(
+        2.0, gt=0, description="Quality gate: highest rows/day of a slice as a ratio of its median in earlier runs."
+    )
+    volume_history_runs: int = Field(
+        10, ge=1, description="Quality gate: earlier runs the volume median is taken over."
+    )
+    volume_min_history: int = Field(
+        3, ge=1, description="Quality gate: earlier runs of a slice needed before its volume is judged."
+    )
+    freshness_max_lag_days: int = Field(
+        0,
+        ge=0,
+        description="Quality gate: days the newest sale_date and load time may trail the range end.",
     )
     warn_only_checks: CsvList = Field(
         default_factory=list,
-        description="Quality checks reported as warnings instead of failing the run (e.g. currency_known).",
+        description="Quality checks reported as warnings instead of failing the run: any of schema, not_null, "
+        "currency_known, unique_entry_no, sign_consistent, coverage, volume, freshness, export_reconciled.",
     )
     sheet_tab: str = Field("sales", description="Default tab name for the optional sheet output.")
     duckdb_memory_mb: int = Field(

@@ -187,7 +187,7 @@ def generate(
     return DemoResult(path, str(table), rows, time.monotonic() - t0, start, end)
 
 
-def _bytes_expr(name: str, kind: str) -> str:
+def bytes_expr(name: str, kind: str) -> str:
     if kind == "STRING":
         return f'SUM(CASE WHEN "{name}" IS NULL THEN 0 ELSE 2 + octet_length(encode("{name}")) END)'
     return f'COUNT("{name}") * {LOGICAL_BYTES[kind]}'
@@ -197,7 +197,7 @@ def refresh_stats(con: Any, table: TableRef) -> None:
     """Store per-partition, per-column logical bytes: what a BigQuery dry run would bill."""
     schema = f'"{table.dataset}"'
     qualified = f'{schema}."{table.table}"'
-    selects = ",\n".join(f'{_bytes_expr(name, kind)} AS "{name}"' for name, kind in SOURCE_SCHEMA)
+    selects = ",\n".join(f'{bytes_expr(name, kind)} AS "{name}"' for name, kind in SOURCE_SCHEMA)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE {schema}.{STATS_TABLE} AS

@@ -6,12 +6,14 @@ Layout under the destination root::
     sales/run_id=<run>/_manifest.json
 
 The manifest is the commit point: it lists exactly the files of one attempt (rows, bytes,
-SHA-256 each), the schema, the query hash and the params. A reader that starts from the
-manifest never sees a half export:
+the storage's MD5 each), the schema, the query hash, the params, and every job of the run with
+its bytes. A reader that starts from the manifest never sees a half export:
 
-1. every file of the new attempt is written under a fresh attempt token (old files stay);
-2. the manifest is replaced in one put (an atomic rename locally, one object on GCS);
-3. only then are the previous attempt's files under this run's prefix deleted.
+1. every file of the attempt is written under the attempt token (derived from the run and the
+   job that produced the result, so a retry rewrites the same keys; other attempts' files stay);
+2. the files are reconciled with the result (``gate``), which may refuse the commit;
+3. the manifest is replaced in one put (an atomic rename locally, one object on GCS);
+4. only then are the previous attempts' files under this run's prefix deleted.
 
 If anything fails before step 2, the new attempt's files are deleted and the previous
 export (if any) is untouched; a first attempt leaves nothing at all. Nothing outside
@@ -22,13 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from guardian.errors import GuardianError
-from guardian.sales.warehouse import PartitionExport, Warehouse
+from guardian.sales.warehouse import PartitionExport, SpecFor, Warehouse
 from guardian.storage import Storage
 
 MANIFEST = "_manifest.json"
@@ -68,22 +70,29 @@ def export_result(
     *,
     export_prefix: str,
     run_id: str,
+    token: str,
     fmt: str,
-    manifest_fields: dict[str, Any],
+    slices: list[tuple[str, str, int]],
+    spec_for: SpecFor,
+    gate: Callable[[list[PartitionExport]], None],
+    manifest_fields: Callable[[], dict[str, Any]],
     schema: list[tuple[str, str]],
 ) -> ExportResult:
-    """Write every country x brand slice, then the manifest, then drop the previous attempt's files."""
+    """Write every country x brand slice, reconcile, then the manifest, then drop earlier attempts' files."""
     prefix = run_prefix(export_prefix, run_id)
-    token = uuid.uuid4().hex[:12]
     before = set(storage.list(prefix))
-    exported: list[PartitionExport] = []
     written: list[str] = []
     try:
-        for country, brand, rows in warehouse.partitions(result_name):
-            stem = f"{prefix}country={country}/brand={brand}/part-{token}"
-            files = warehouse.export_partition(result_name, country, brand, fmt, storage, stem)
-            written.extend(f.key for f in files)
-            exported.append(PartitionExport(country, brand, rows, files))
+        exported = warehouse.export(
+            result_name,
+            slices,
+            fmt,
+            storage,
+            lambda country, brand: f"{prefix}country={country}/brand={brand}/part-{token}",
+            spec_for,
+        )
+        written.extend(f.key for p in exported for f in p.files)
+        gate(exported)
         total_rows = sum(p.rows for p in exported)
         total_bytes = sum(f.bytes for p in exported for f in p.files)
         manifest_files: list[dict[str, Any]] = [
@@ -92,9 +101,9 @@ def export_result(
                 "uri": f.uri,
                 "country": p.country,
                 "brand": p.brand,
-                "rows": f.rows if f.rows is not None else (p.rows if len(p.files) == 1 else None),
+                "rows": f.rows,
                 "bytes": f.bytes,
-                "sha256": f.sha256,
+                "md5": f.md5,
             }
             for p in exported
             for f in p.files
@@ -113,18 +122,20 @@ def export_result(
                 {"country": p.country, "brand": p.brand, "rows": p.rows, "files": len(p.files)} for p in exported
             ],
             "files": manifest_files,
-            **manifest_fields,
+            **manifest_fields(),
         }
         manifest_uri = storage.put(prefix + MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
     except BaseException as exc:
-        for key in written:
-            storage.delete(key)
+        # This attempt's files (also those of slices written before the failure) go; earlier ones stay.
+        for key in set(written) | {k for k in storage.list(prefix) if f"/part-{token}-" in k}:
+            if key not in before:
+                storage.delete(key)
         if isinstance(exc, GuardianError):
             raise
         if isinstance(exc, Exception):
             raise ExportFailed(f"export of run {run_id} failed ({exc}); nothing was left behind, re-run it") from exc
         raise
-    # Committed: the previous attempt's files are no longer referenced by the manifest.
+    # Committed: the previous attempts' files are no longer referenced by the manifest.
     stale = sorted(key for key in before if key not in set(written) and not key.endswith(MANIFEST))
     for key in stale:
         storage.delete(key)
@@ -136,9 +147,3 @@ def export_result(
         files=manifest_files,
         replaced=len(stale),
     )
-
-
-def read_manifest(storage: Storage, export_prefix: str, run_id: str) -> dict[str, Any]:
-    """The committed manifest of a run (NotFound when the run has no complete export)."""
-    data: dict[str, Any] = json.loads(storage.get(run_prefix(export_prefix, run_id) + MANIFEST))
-    return data

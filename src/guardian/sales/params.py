@@ -158,6 +158,15 @@ def validate_params(raw: Mapping[str, Any], settings: Settings) -> ExtractParams
                 f"{destination!r} is not a storage prefix",
                 "use gs://bucket/prefix or file:///absolute/path (letters, digits, . _ = - /)",
             )
+        allowed = [prefix.rstrip("/") for prefix in cfg.allowed_destinations if prefix.strip()]
+        if not any(destination == prefix or destination.startswith(prefix + "/") for prefix in allowed):
+            raise _fail(
+                "destination",
+                f"{destination!r} is not under an allowed export prefix "
+                f"({', '.join(allowed) if allowed else 'none are listed'})",
+                "leave it empty for the configured storage root, or add the prefix to "
+                "GUARDIAN_SALES__ALLOWED_DESTINATIONS",
+            )
     sheet_id = _optional_str(raw, "sheet_id")
     if sheet_id is not None and not _SHEET_ID.match(sheet_id):
         raise _fail("sheet_id", f"{sheet_id!r} is not a spreadsheet id", "copy the id from the sheet's URL")

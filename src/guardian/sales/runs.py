@@ -39,6 +39,8 @@ sales_runs = Table(
     Column("files", JSON, nullable=True),
     Column("checks", JSON, nullable=True),
     Column("sheet_range", String(300), nullable=True),
+    # Every job of the run with its bytes (guardian.sales.budget.JobStats); the bytes columns are their sums.
+    Column("jobs", JSON, nullable=True),
     Column("error", String(2000), nullable=True),
     Index("ix_sales_runs_started_at", "started_at"),
     Index("ix_sales_runs_status", "status"),

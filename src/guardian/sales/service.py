@@ -1,33 +1,43 @@
 """The sales extract, step by step: the DAG's tasks and the CLI call these functions.
 
-validate -> estimate (cost guard) -> query (dry run again, then the job with
-``maximum_bytes_billed``) -> quality gate -> export (manifest last) -> optional sheet -> finish.
-Every step records what it did in the run record (:mod:`guardian.sales.runs`); a failing
-step records its error before raising, so ``finish`` knows the outcome.
+validate -> estimate (cost guard) -> query (the job into a clustered result table) -> quality
+gate -> export (manifest last) -> optional sheet -> finish.
+
+One byte budget covers the whole run (:mod:`guardian.sales.budget`): every job carries what
+remains of it as ``maximum_bytes_billed`` and the labels of its dag, task, run and requester;
+each job's bytes are recorded on the run record once, however often its task is retried.
+Every step records what it did in the run record (:mod:`guardian.sales.runs`); a failing step
+records its error before raising and a succeeding step clears its own earlier error, so
+``finish`` knows the outcome. Any step can be rerun after the run finished: a step that needs
+the result table and finds it gone (dropped after a successful export, or expired) runs the
+query again under what remains of the budget.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from guardian import audit
 from guardian.errors import GuardianError
 from guardian.quality import checks as qc
+from guardian.quality import gate
 from guardian.quality.drift import schema_check
-from guardian.quality.results import CheckResult, save_results
+from guardian.quality.results import CheckResult, Severity, latest_results, save_results
 from guardian.sales import runs
+from guardian.sales.budget import CostLimitExceeded, RunBudget, stable_json
 from guardian.sales.export import ExportResult, export_result, run_prefix
 from guardian.sales.params import ExtractParams, validate_params
 from guardian.sales.sql import DATE_COLUMN, RESULT_SCHEMAS, SalesQuery, TableRef, build_query, sheet_sql
 from guardian.sales.warehouse import (
-    CostLimitExceeded,
     Estimate,
+    PartitionExport,
     QueryStats,
     Warehouse,
     format_bytes,
@@ -100,44 +110,91 @@ def query_for(settings: Settings, params: ExtractParams) -> SalesQuery:
     return build_query(params, source_table(settings))
 
 
+def freshness_sql(table: TableRef) -> str:
+    """Newest load time of the requested slices in the last partitions of the range (a cheap, pruned read)."""
+    return (
+        f"SELECT MAX(created_at) AS loaded_at FROM {table.node().sql(dialect='bigquery')} "
+        "WHERE sale_date BETWEEN @fresh_from AND @end_date "
+        "AND country_code IN UNNEST(@countries) AND brand_code IN UNNEST(@brands)"
+    )
+
+
+def _freshness_params(settings: Settings, params: ExtractParams) -> dict[str, tuple[str, Any]]:
+    start = max(params.start_date, params.end_date - timedelta(days=settings.sales.freshness_max_lag_days))
+    return {
+        "fresh_from": ("DATE", start),
+        "end_date": ("DATE", params.end_date),
+        "countries": ("ARRAY<STRING>", list(params.countries)),
+        "brands": ("ARRAY<STRING>", list(params.brands)),
+    }
+
+
 # -- estimate / cost guard -----------------------------------------------------------------
+JOBS_AFTER_QUERY = 3  # quality checks, coverage, slice listing (+ one export job per slice, + freshness)
+
+
 @dataclass(frozen=True)
 class CostCheck:
-    """A dry run's estimate against the limit."""
+    """The whole run's estimate against its budget."""
 
     estimate: Estimate
     limit: int
     query_hash: str
+    parts: tuple[tuple[str, int], ...] = ()
+    downstream_upper: int = 0
+
+    @property
+    def total(self) -> int:
+        """Bytes the run is estimated to bill: every job's part."""
+        return sum(n for _step, n in self.parts) if self.parts else self.estimate.bytes
 
     @property
     def ok(self) -> bool:
         """True when the estimate is within the limit."""
-        return self.estimate.bytes <= self.limit
+        return self.total <= self.limit
 
     def line(self) -> str:
         """One line for people."""
         verdict = "within" if self.ok else "OVER"
+        breakdown = ", ".join(f"{step} {format_bytes(n)}" for step, n in self.parts)
         return (
-            f"estimated {format_bytes(self.estimate.bytes)} ({self.estimate.bytes} bytes) to process, "
-            f"{verdict} the limit of {format_bytes(self.limit)} [{self.estimate.backend}"
+            f"estimated {format_bytes(self.total)} ({self.total} bytes) for the run ({breakdown}), "
+            f"{verdict} the budget of {format_bytes(self.limit)} [{self.estimate.backend}"
             + (f": {self.estimate.detail}" if self.estimate.detail else "")
-            + "]"
+            + f"]; reads of the result after the query: at most {format_bytes(self.downstream_upper)} more, "
+            "checked against what remains before they run"
         )
 
 
 def estimate(d: Deps, params: ExtractParams) -> CostCheck:
-    """Dry-run the request's query; nothing is billed or written."""
+    """Dry-run the run's source jobs; nothing is billed or written.
+
+    The parts: the query (BigQuery's dry run, an upper bound on clustered tables), the
+    freshness probe, and BigQuery's minimum charge for every job reading the result (quality
+    checks, coverage, slice listing, one export per slice). Reads of the result itself are
+    bounded by the result's size, known only once it exists; each later step checks them
+    against what remains of the budget before it runs.
+    """
     query = query_for(d.settings, params)
     est = d.warehouse.dry_run(query.bigquery_sql, query.params)
-    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash)
+    fresh = d.warehouse.dry_run(freshness_sql(source_table(d.settings)), _freshness_params(d.settings, params))
+    slices = len(params.countries) * len(params.brands)
+    minimum = d.warehouse.min_job_bytes
+    parts = (
+        ("query", max(est.bytes, minimum)),
+        ("freshness", max(fresh.bytes, minimum)),
+        ("result reads (minimum charge)", minimum * (JOBS_AFTER_QUERY + slices)),
+    )
+    # The result is at most what the query reads; checks, coverage, listing and exports read it about 3 times.
+    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, 3 * est.bytes)
 
 
 def guard(check: CostCheck) -> None:
     """Stop when the estimate is over the limit, with the numbers and the fix."""
     if not check.ok:
         raise CostLimitExceeded(
-            f"cost guard: query would process {format_bytes(check.estimate.bytes)} "
-            f"({check.estimate.bytes} bytes), over GUARDIAN_SALES__MAX_BYTES_BILLED="
+            f"cost guard: the run would bill {format_bytes(check.total)} "
+            f"({check.total} bytes), over GUARDIAN_SALES__MAX_BYTES_BILLED="
             f"{check.limit} ({format_bytes(check.limit)}); narrow the dates, countries or brands, "
             "or raise GUARDIAN_SALES__MAX_BYTES_BILLED"
         )
@@ -152,6 +209,23 @@ def _step(d: Deps, run_id: str, step: str) -> Iterator[None]:
         message = str(exc) if isinstance(exc, GuardianError) else f"{type(exc).__name__}: {exc}"
         runs.update_run(d.store, run_id, error=message if message.startswith(step) else f"{step}: {message}")
         raise
+    # A rerun of this step succeeded: its earlier failure no longer decides the run's outcome.
+    record = runs.get_run(d.store, run_id) or {}
+    if str(record.get("error") or "").startswith(f"{step}:"):
+        runs.update_run(d.store, run_id, error=None)
+
+
+def budget_for(d: Deps, params: ExtractParams, run_id: str) -> RunBudget:
+    """The run's budget as its record stands; every job it records is saved on the record at once."""
+    record = runs.get_run(d.store, run_id)
+    budget = RunBudget.from_record(d.settings.sales.max_bytes_billed, run_id, record, requester=params.requested_by)
+
+    def save(b: RunBudget) -> None:
+        processed, billed = b.totals()
+        runs.update_run(d.store, run_id, jobs=b.as_json(), bytes_processed=processed, bytes_billed=billed)
+
+    budget.on_record = save
+    return budget
 
 
 def begin(d: Deps, params: ExtractParams, run_id: str) -> None:
@@ -168,87 +242,138 @@ def reject(settings: Settings, raw: Mapping[str, Any], run_id: str, error: Guard
 
 
 def cost_step(d: Deps, params: ExtractParams, run_id: str) -> CostCheck:
-    """Estimate, record the estimate, apply the guard."""
+    """Estimate the whole run, record the estimate, apply the guard against what remains of the budget."""
     with _step(d, run_id, "cost guard"):
         check = estimate(d, params)
-        runs.update_run(d.store, run_id, bytes_estimated=check.estimate.bytes, query_hash=check.query_hash)
-        guard(check)
+        runs.update_run(d.store, run_id, bytes_estimated=check.total, query_hash=check.query_hash)
+        budget = budget_for(d, params, run_id)
+        guard(CostCheck(check.estimate, budget.remaining, check.query_hash, check.parts, check.downstream_upper))
         return check
 
 
+def _fingerprint(params: ExtractParams, query: SalesQuery) -> str:
+    return query.query_hash + stable_json(params.as_json())
+
+
+def _materialize(d: Deps, params: ExtractParams, run_id: str, budget: RunBudget) -> QueryStats:
+    query = query_for(d.settings, params)
+    est = d.warehouse.dry_run(query.bigquery_sql, query.params)
+    runs.update_run(d.store, run_id, query_hash=query.query_hash)
+    spec = budget.spec("run_query", _fingerprint(params, query), need=max(est.bytes, d.warehouse.min_job_bytes))
+    stats = d.warehouse.materialize(query.bigquery_sql, query.params, result_name(run_id), spec)
+    runs.update_run(
+        d.store, run_id, job_id=stats.job_id, slot_ms=stats.slot_ms, query_ms=stats.query_ms, rows=stats.rows
+    )
+    return stats
+
+
 def query_step(d: Deps, params: ExtractParams, run_id: str) -> QueryStats:
-    """A fresh dry run and guard, then the job (with maximum_bytes_billed) into the result table."""
+    """The query into the run's result table: one idempotent job capped by what remains of the budget.
+
+    A retry reattaches to the job an earlier attempt submitted (same job id), so it is billed once.
+    """
     with _step(d, run_id, "query"):
-        check = estimate(d, params)
-        runs.update_run(d.store, run_id, bytes_estimated=check.estimate.bytes, query_hash=check.query_hash)
-        guard(check)
-        query = query_for(d.settings, params)
-        stats = d.warehouse.materialize(
-            query.bigquery_sql,
-            query.params,
-            result_name(run_id),
-            maximum_bytes_billed=d.settings.sales.max_bytes_billed,
-        )
-        runs.update_run(
-            d.store,
-            run_id,
-            job_id=stats.job_id,
-            bytes_processed=stats.bytes_processed,
-            bytes_billed=stats.bytes_billed,
-            slot_ms=stats.slot_ms,
-            query_ms=stats.query_ms,
-            rows=stats.rows,
-        )
-        return stats
+        return _materialize(d, params, run_id, budget_for(d, params, run_id))
+
+
+def _ensure_result(d: Deps, params: ExtractParams, run_id: str, budget: RunBudget) -> None:
+    """Run the query again when the result is gone (a step rerun after the export dropped it, or expiry)."""
+    if not d.warehouse.result_exists(result_name(run_id)):
+        log.info("result of %s is gone; running the query again under the remaining budget", run_id)
+        _materialize(d, params, run_id, budget)
+
+
+def _need(d: Deps, name: str, jobs: int, reads: float = 1.0) -> int:
+    return int(d.warehouse.result_bytes(name) * reads) + jobs * d.warehouse.min_job_bytes
 
 
 def sales_checks(settings: Settings, params: ExtractParams) -> list[qc.Check]:
-    """The SQL checks of a result at this granularity (the schema check runs first, separately)."""
-    cfg = settings.sales
-    date_col = DATE_COLUMN[params.granularity]
-    low = params.start_date.replace(day=1) if params.granularity == "month" else params.start_date
+    """The row-level SQL checks of a result at this granularity; each can fail on data the query returns.
+
+    (Checks that restate the query's WHERE clause, dates in range and the requested countries
+    and brands, cannot fail and are not run; an empty result is the coverage check's business.)
+    """
     checks = [
-        qc.row_count(allow_empty=cfg.allow_empty),
-        qc.not_null(KEY_COLUMNS[params.granularity]),
-        qc.between(date_col, low, params.end_date, "DATE", name="dates_in_range"),
-        qc.accepted_values("currency_code", cfg.currencies, name="currency_known"),
-        qc.accepted_values("country_code", list(params.countries), name="countries_requested"),
-        qc.accepted_values("brand_code", list(params.brands), name="brands_requested"),
+        qc.not_null(KEY_COLUMNS[params.granularity], name="not_null"),
+        qc.accepted_values("currency_code", settings.sales.currencies, name="currency_known"),
     ]
     if params.granularity == "entry":
         checks.append(qc.unique("entry_no", name="unique_entry_no"))
         checks.append(qc.rule("sign_consistent", SIGN_RULE, "entries whose quantity/amount sign contradicts the type"))
-    else:
-        checks.append(
-            qc.rule(
-                "aggregates_consistent",
-                "entries <= 0 OR transactions <= 0 OR transactions > entries",
-                "groups with no entries or more transactions than entries",
-            )
-        )
     return checks
 
 
+def coverage_sql(params: ExtractParams, table: str) -> str:
+    """Rows and net amount per period x slice of the result (the coverage and volume checks' input)."""
+    col = DATE_COLUMN[params.granularity]
+    return (
+        f"SELECT {col} AS period, country_code, brand_code, COUNT(*) AS n, SUM(net_amount) AS amount "
+        f"FROM {table} GROUP BY period, country_code, brand_code"
+    )
+
+
+def _volume_history(d: Deps, params: ExtractParams, run_id: str) -> dict[str, list[float]]:
+    """Rows per period of each slice in earlier runs of the same granularity, newest first."""
+    cfg = d.settings.sales
+    history: dict[str, list[float]] = {}
+    seen: set[str] = set()
+    for row in latest_results(d.store, suite=SUITE, limit=2000):
+        if row["check_name"] != "coverage" or row["subject"] == run_id or row["subject"] in seen:
+            continue
+        details = row.get("details") or {}
+        if details.get("granularity") != params.granularity:
+            continue
+        seen.add(row["subject"])
+        for key, value in (details.get("per_period") or {}).items():
+            if len(history.setdefault(key, [])) < cfg.volume_history_runs:
+                history[key].append(float(value))
+    return history
+
+
+def _severity(settings: Settings, name: str) -> Severity:
+    return "warn" if name in settings.sales.warn_only_checks else "error"
+
+
 def quality_step(d: Deps, params: ExtractParams, run_id: str) -> list[CheckResult]:
-    """Schema (drift), completeness and business rules on the result; stored; blocking failures raise."""
+    """Schema, row checks, coverage per period x slice, volume against history, freshness; stored.
+
+    Blocking failures raise :class:`QualityGateFailed`.
+    """
     with _step(d, run_id, "quality gate"):
+        cfg = d.settings.sales
         name = result_name(run_id)
+        budget = budget_for(d, params, run_id)
+        _ensure_result(d, params, run_id, budget)
         query = query_for(d.settings, params)
-        warn_only = d.settings.sales.warn_only_checks
+        fingerprint = _fingerprint(params, query) + str((runs.get_run(d.store, run_id) or {}).get("job_id"))
         actual = d.warehouse.result_schema(name)
-        schema = schema_check(query.result_schema, actual, severity="warn" if "schema" in warn_only else "error")
+        schema = schema_check(query.result_schema, actual, severity=_severity(d.settings, "schema"))
         results = [schema]
         missing = set(schema.details.get("removed", [])) | {r["column"] for r in schema.details.get("retyped", [])}
-        if not missing:
-            runner = _Runner(d.warehouse, name)
+        if missing:
+            # Same severity as the schema check: a warn-only schema does not fail the run through this.
+            results.append(
+                CheckResult(
+                    "rules_not_run",
+                    False,
+                    "row checks, coverage and volume not run: expected columns are missing or retyped",
+                    schema.severity,
+                )
+            )
+        else:
+            # Checked before any of these jobs bills: two reads of the result and the freshness probe.
+            budget.spec("quality_gate", fingerprint, need=_need(d, name, 3, reads=2.0))
+            table = d.warehouse.result_table(name)
+
+            class _Runner:
+                def query_one(self, sql: str, binds: qc.Params) -> dict[str, Any]:
+                    return d.warehouse.query_one(sql, binds, name, budget.spec("quality_gate", fingerprint + "checks"))
+
             sql_results, _rows = qc.run_checks(
-                runner, d.warehouse.result_table(name), sales_checks(d.settings, params), warn_only=warn_only
+                _Runner(), table, sales_checks(d.settings, params), warn_only=cfg.warn_only_checks
             )
             results.extend(sql_results)
-        else:
-            results.append(
-                CheckResult("rules_not_run", False, "column checks not run: expected columns are missing or retyped")
-            )
+            results.extend(_coverage_checks(d, params, run_id, budget, fingerprint))
         save_results(d.store, SUITE, run_id, results)
         summary = [
             {"check": r.check, "passed": r.passed, "severity": r.severity, "message": r.message} for r in results
@@ -265,23 +390,107 @@ def quality_step(d: Deps, params: ExtractParams, run_id: str) -> list[CheckResul
         return results
 
 
-class _Runner:
-    """Adapts a warehouse to quality's SqlRunner for one run's result."""
+def _coverage_checks(
+    d: Deps, params: ExtractParams, run_id: str, budget: RunBudget, fingerprint: str
+) -> list[CheckResult]:
+    cfg = d.settings.sales
+    name = result_name(run_id)
+    table = d.warehouse.result_table(name).sql(dialect="bigquery")
+    cols, rows = d.warehouse.query_rows(
+        coverage_sql(params, table), {}, name, 10_000_000, budget.spec("quality_gate", fingerprint + "coverage")
+    )
+    counts: dict[tuple[str, str, date], int] = {}
+    for row in rows:
+        rec = dict(zip(cols, row, strict=True))
+        period = rec["period"]
+        period = period.date() if isinstance(period, datetime) else period
+        counts[(str(rec["country_code"]), str(rec["brand_code"]), period)] = int(rec["n"])
+    grain = "month" if params.granularity == "month" else "day"
+    slices = [(c, b) for c in params.countries for b in params.brands]
+    start = params.start_date.replace(day=1) if grain == "month" else params.start_date
+    coverage = gate.coverage(
+        counts,
+        slices,
+        start,
+        params.end_date,
+        grain=grain,
+        max_missing=cfg.coverage_max_missing_days,
+        severity=_severity(d.settings, "coverage"),
+    )
+    periods = len(gate.expected_periods(start, params.end_date, grain))
+    per_period = {
+        gate.slice_name(s): sum(n for (c, b, _p), n in counts.items() if (c, b) == s) / periods for s in slices
+    }
+    coverage = CheckResult(
+        coverage.check,
+        coverage.passed,
+        coverage.message,
+        coverage.severity,
+        {**coverage.details, "granularity": params.granularity, "per_period": per_period},
+    )
+    volume = gate.volume(
+        per_period,
+        _volume_history(d, params, run_id),
+        min_ratio=cfg.volume_min_ratio,
+        max_ratio=cfg.volume_max_ratio,
+        min_history=cfg.volume_min_history,
+        severity=_severity(d.settings, "volume"),
+    )
+    newest_sale = max((p for (_c, _b, p) in counts), default=None)
+    if grain == "month" and newest_sale is not None:
+        # A month row covers the month up to the range end at best.
+        newest_sale = min(params.end_date, (newest_sale + timedelta(days=32)).replace(day=1) - timedelta(days=1))
+    fresh = d.warehouse.query_one(
+        freshness_sql(source_table(d.settings)),
+        _freshness_params(d.settings, params),
+        name,
+        budget.spec("quality_gate", fingerprint + "freshness"),
+    )
+    loaded = fresh.get("loaded_at")
+    freshness = gate.freshness(
+        newest_sale,
+        loaded if isinstance(loaded, datetime) else None,
+        params.end_date,
+        max_lag_days=cfg.freshness_max_lag_days,
+        severity=_severity(d.settings, "freshness"),
+    )
+    return [coverage, volume, freshness]
 
-    def __init__(self, warehouse: Warehouse, name: str) -> None:
-        self.warehouse = warehouse
-        self.name = name
 
-    def query_one(self, bigquery_sql: str, params: qc.Params) -> dict[str, Any]:
-        return self.warehouse.query_one(bigquery_sql, params, self.name)
+def listing_sql(table: str) -> str:
+    """Rows and net amount per slice of the result (what the export must hold)."""
+    return (
+        f"SELECT country_code, brand_code, COUNT(*) AS n, SUM(net_amount) AS amount FROM {table} "
+        "GROUP BY country_code, brand_code ORDER BY country_code, brand_code"
+    )
 
 
 def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
-    """Write the result under run_id=<run>/ with the manifest last (audited: it replaces a prior export)."""
+    """Write the result under run_id=<run>/ with the manifest last (audited: it replaces a prior export).
+
+    Refused before any export job bills when the result's size does not fit what remains of the
+    budget; the files are reconciled with the result (rows per slice) before the manifest commits.
+    """
     with _step(d, run_id, "export"):
         cfg = d.settings.sales
         name = result_name(run_id)
+        budget = budget_for(d, params, run_id)
+        _ensure_result(d, params, run_id, budget)
         query = query_for(d.settings, params)
+        run = runs.get_run(d.store, run_id) or {}
+        generation = str(run.get("job_id"))
+        fingerprint = _fingerprint(params, query) + generation
+        slices_n = len(params.countries) * len(params.brands)
+        budget.spec("export", fingerprint, need=_need(d, name, 1 + slices_n, reads=1.25))
+        table = d.warehouse.result_table(name).sql(dialect="bigquery")
+        cols, rows = d.warehouse.query_rows(
+            listing_sql(table), {}, name, 100_000, budget.spec("export", fingerprint + "list")
+        )
+        listing = [dict(zip(cols, row, strict=True)) for row in rows]
+        slices = [(str(r["country_code"]), str(r["brand_code"]), int(r["n"])) for r in listing]
+        expected = {f"{r['country_code']}/{r['brand_code']}": (int(r["n"]), _num(r["amount"])) for r in listing}
+        # Same result job, same files: a retried export reattaches to its jobs and rewrites the same keys.
+        token = hashlib.sha256(f"{run_id}:{generation}:{params.format}".encode()).hexdigest()[:12]
         target = d.storage.uri(run_prefix(cfg.export_prefix, run_id).rstrip("/"))
         audit.record(
             "sales.export.start",
@@ -289,7 +498,43 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
             after={"format": params.format, "granularity": params.granularity},
             store=d.store,
         )
-        run = runs.get_run(d.store, run_id) or {}
+
+        def reconcile(parts: list[PartitionExport]) -> None:
+            actual = {f"{p.country}/{p.brand}": (p.exported_rows, p.exported_amount) for p in parts}
+            check = gate.reconcile(expected, actual, severity=_severity(d.settings, "export_reconciled"))
+            save_results(d.store, SUITE, run_id, [check])
+            record = runs.get_run(d.store, run_id) or {}
+            others = [c for c in record.get("checks") or [] if c.get("check") != check.check]
+            summary = {
+                "check": check.check,
+                "passed": check.passed,
+                "severity": check.severity,
+                "message": check.message,
+            }
+            runs.update_run(d.store, run_id, checks=[*others, summary])
+            if check.blocking:
+                raise QualityGateFailed(
+                    f"export of run {run_id} does not match its result: {check.message}; nothing was committed, "
+                    "clear the export task to retry"
+                )
+
+        def manifest_fields() -> dict[str, Any]:
+            record = runs.get_run(d.store, run_id) or {}
+            return {
+                "granularity": params.granularity,
+                "params": params.as_json(),
+                "query_hash": query.query_hash,
+                "query": query.bigquery_sql,
+                "source": str(query.table),
+                "backend": d.warehouse.backend,
+                "job_id": record.get("job_id"),
+                "jobs": record.get("jobs"),
+                "bytes_processed": record.get("bytes_processed"),
+                "bytes_billed": record.get("bytes_billed"),
+                "budget": cfg.max_bytes_billed,
+                "checks": record.get("checks"),
+            }
+
         try:
             result = export_result(
                 d.warehouse,
@@ -297,20 +542,13 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
                 d.storage,
                 export_prefix=cfg.export_prefix,
                 run_id=run_id,
+                token=token,
                 fmt=params.format,
+                slices=slices,
+                spec_for=lambda c, b: budget.spec("export", f"{fingerprint}:{token}:{c}:{b}"),
+                gate=reconcile,
+                manifest_fields=manifest_fields,
                 schema=d.warehouse.result_schema(name),
-                manifest_fields={
-                    "granularity": params.granularity,
-                    "params": params.as_json(),
-                    "query_hash": query.query_hash,
-                    "query": query.bigquery_sql,
-                    "source": str(query.table),
-                    "backend": d.warehouse.backend,
-                    "job_id": run.get("job_id"),
-                    "bytes_processed": run.get("bytes_processed"),
-                    "bytes_billed": run.get("bytes_billed"),
-                    "checks": run.get("checks"),
-                },
             )
         except Exception as exc:
             audit.record(
@@ -327,9 +565,13 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
             d.store,
             run_id,
             output_uri=result.manifest_uri,
-            files=[{k: f[k] for k in ("path", "rows", "bytes", "sha256")} for f in result.files],
+            files=[{k: f[k] for k in ("path", "rows", "bytes", "md5")} for f in result.files],
         )
         return result
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _cell(value: Any) -> Any:
@@ -353,20 +595,24 @@ def sheet_step(d: Deps, params: ExtractParams, run_id: str) -> str | None:
     with _step(d, run_id, "sheet output"):
         cfg = d.settings.sales
         name = result_name(run_id)
+        budget = budget_for(d, params, run_id)
+        _ensure_result(d, params, run_id, budget)
         query = query_for(d.settings, params)
         sql = sheet_sql(params.granularity, d.warehouse.result_table(name))
         # Only the month template (the entry summary) has params; DuckDB refuses unused ones.
         binds = query.params if params.granularity == "entry" else {}
-        height = int(d.warehouse.query_one(f"SELECT COUNT(*) AS n FROM ({sql})", binds, name)["n"]) + 1
         width = len(RESULT_SCHEMAS["month" if params.granularity == "entry" else params.granularity])
-        cells = width * height
-        if cells > cfg.sheet_max_cells:
+        max_rows = max(0, cfg.sheet_max_cells // width - 1)
+        fingerprint = _fingerprint(params, query) + str((runs.get_run(d.store, run_id) or {}).get("job_id"))
+        budget.spec("sheet_output", fingerprint, need=_need(d, name, 1))
+        # One job, at most one row more than fits: enough to tell "too large" without reading it all.
+        header, rows = d.warehouse.query_rows(sql, binds, name, max_rows + 1, budget.spec("sheet_output", fingerprint))
+        if len(rows) > max_rows:
             raise SheetTooLarge(
-                f"param sheet_id: the sheet view has {height - 1} rows x {width} columns = {cells} cells, over the "
-                f"sheet limit of {cfg.sheet_max_cells} (GUARDIAN_SALES__SHEET_MAX_CELLS); use granularity "
+                f"param sheet_id: the sheet view has more than {max_rows} rows x {width} columns, over the "
+                f"sheet limit of {cfg.sheet_max_cells} cells (GUARDIAN_SALES__SHEET_MAX_CELLS); use granularity "
                 "month, fewer countries/brands or a shorter range (the files in storage have it all)"
             )
-        header, rows = d.warehouse.query_rows(sql, binds, name, height)
         from guardian.sheets.client import SheetsClient
 
         tab = params.sheet_tab or cfg.sheet_tab
@@ -421,8 +667,12 @@ def finish(
             runs.update_run(d.store, run_id, status="estimated", finished_at=datetime.now(UTC))
         else:
             runs.finish_run(d.store, run_id, ok=ok, error=error)
+    # The result is kept until the export succeeded (a failed run's export can be retried from
+    # it); then it is dropped. Kept results expire (GUARDIAN_SALES__RESULTS_EXPIRATION_HOURS).
     try:
-        d.warehouse.drop_result(result_name(run_id))
+        if ok:
+            d.warehouse.drop_result(result_name(run_id))
+        d.warehouse.expire_results(d.settings.sales.results_expiration_hours)
     except Exception as exc:  # the result expires anyway; a cleanup failure must not hide the outcome
         log.warning("could not drop result of %s: %s", run_id, exc)
     record = runs.get_run(d.store, run_id) or record
@@ -447,7 +697,8 @@ def summary_text(outcome: Outcome) -> str:
     lines = [
         f"Sales extract {outcome.run_id}: {'succeeded' if outcome.ok else 'FAILED'}",
         f"rows: {outcome.rows if outcome.rows is not None else '-'}",
-        f"bytes processed: {format_bytes(rec.get('bytes_processed'))}",
+        f"bytes processed: {format_bytes(rec.get('bytes_processed'))} over {len(rec.get('jobs') or [])} jobs",
+        f"bytes billed: {format_bytes(rec.get('bytes_billed'))}",
     ]
     if outcome.output_uri:
         lines.append(f"manifest: {outcome.output_uri}")

@@ -25,7 +25,6 @@ from guardian.sales.params import ExtractParams
 
 PLACEHOLDER = "sales_source"
 PARTITION_COLUMN = "sale_date"
-CLUSTER_COLUMNS = ("country_code", "brand_code")
 
 # The fact table, in the style of LS Central's Trans. Sales Entry (BigQuery types).
 SOURCE_SCHEMA: tuple[tuple[str, str], ...] = (

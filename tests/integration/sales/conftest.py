@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,16 +92,65 @@ def bq_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         log.close()
 
 
+MB = 1024 * 1024
+# BigQuery's logical data sizes (https://cloud.google.com/bigquery/pricing#data): what on-demand
+# queries are billed by. STRING is 2 bytes + its UTF-8 length; NULL is 0 bytes.
+TYPE_BYTES = {
+    "INTEGER": 8,
+    "INT64": 8,
+    "FLOAT": 8,
+    "FLOAT64": 8,
+    "NUMERIC": 16,
+    "BIGNUMERIC": 32,
+    "BOOLEAN": 1,
+    "BOOL": 1,
+    "DATE": 8,
+    "DATETIME": 8,
+    "TIME": 8,
+    "TIMESTAMP": 8,
+}
+
+
+@dataclass
+class TableMeta:
+    """What BigQuery bills a read of a table by: its columns, partitioning and clustering."""
+
+    table_id: str  # project.dataset.table
+    columns: dict[str, str]  # name -> type
+    partition_field: str | None
+    clustering: list[str]
+
+
 @dataclass
 class JobsStub:
-    """Dry-run statistics and byte-limit enforcement in front of the emulator."""
+    """The jobs API in front of the emulator, sizing bytes the way BigQuery bills them.
+
+    Computed from the emulator's tables (never constants):
+
+    - bytes processed = the logical size of every column the query references, over the
+      partitions its filter on the partition column cannot exclude; a dry run stops there
+      (for clustered tables BigQuery's dry run is an upper bound:
+      https://cloud.google.com/bigquery/docs/clustered-tables#clustered_table_pricing);
+    - a real job also skips the blocks of a clustered table that its filters on the
+      clustering columns exclude (block pruning, modelled at row granularity), and is billed
+      that rounded up to the MB with at least 10 MB per table read
+      (https://cloud.google.com/bigquery/pricing#on_demand_pricing);
+    - a job whose bytes billed would exceed ``maximumBytesBilled`` fails with
+      ``bytesBilledLimitExceeded`` and bills nothing, before it runs;
+    - jobs.insert of a job id that exists answers 409 Already Exists
+      (https://cloud.google.com/bigquery/docs/running-jobs#generate-jobid);
+    - EXPORT DATA jobs report ``exportDataStatistics.rowCount``
+      (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics).
+    """
 
     upstream: str
-    bytes_processed: int = 5 * 1024**3
-    dry_run_bytes: int | None = None  # what dry runs report (default: bytes_processed)
-    slot_ms: int = 4321
     calls: list[dict[str, Any]] = field(default_factory=list)
-    failed_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # every real job by id, as answered
+    billed: dict[str, int] = field(default_factory=dict)  # job id -> bytes billed (run jobs only)
+    created: dict[str, TableMeta] = field(default_factory=dict)  # CTAS tables: clustering from the DDL
+    hold: set[str] = field(default_factory=set)  # job id substrings whose reads wait for release
+    inserted: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
     handle: ServerHandle | None = None
 
     @property
@@ -108,10 +158,8 @@ class JobsStub:
         assert self.handle is not None
         return self.handle.url
 
-    def billed(self) -> int:
-        # BigQuery bills at least 10 MB per query, rounded up to the next MB.
-        mb = 1024 * 1024
-        return max(10 * mb, -(-self.bytes_processed // mb) * mb)
+    def total_billed(self, contains: str = "") -> int:
+        return sum(n for job_id, n in self.billed.items() if contains in job_id)
 
 
 def _job_resource(project: str, job_id: str, configuration: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
@@ -125,13 +173,189 @@ def _job_resource(project: str, job_id: str, configuration: dict[str, Any], stat
     }
 
 
+class Sizer:
+    """Sizes a query's reads from the emulator's tables (metadata and data)."""
+
+    def __init__(self, client: httpx.Client, stub: JobsStub) -> None:
+        self.client = client
+        self.stub = stub
+
+    def meta(self, project: str, dataset: str, table: str) -> TableMeta | None:
+        table_id = f"{project}.{dataset}.{table}"
+        resp = self.client.get(f"/bigquery/v2/projects/{project}/datasets/{dataset}/tables/{table}")
+        if resp.status_code != 200:
+            return None
+        data = resp.json()
+        columns = {f["name"]: f["type"] for f in data.get("schema", {}).get("fields", [])}
+        known = self.stub.created.get(table_id)
+        partition = (data.get("timePartitioning") or {}).get("field")
+        clustering = (data.get("clustering") or {}).get("fields") or (known.clustering if known else [])
+        return TableMeta(table_id, columns, partition, list(clustering))
+
+    def _scalar(self, project: str, sql: str, params: list[dict[str, Any]]) -> int:
+        body = {"query": sql, "useLegacySql": False, "queryParameters": params, "parameterMode": "NAMED"}
+        resp = self.client.post(f"/bigquery/v2/projects/{project}/queries", json=body)
+        resp.raise_for_status()
+        rows = resp.json().get("rows") or [{"f": [{"v": "0"}]}]
+        return int(float(rows[0]["f"][0]["v"] or 0))
+
+    def size(self, project: str, sql: str, config: dict[str, Any]) -> tuple[int, int, int]:
+        """(bytes processed upper bound, bytes after cluster pruning, tables read) of ``sql``."""
+        import sqlglot
+        from sqlglot import exp
+
+        tree = sqlglot.parse_one(sql, read="bigquery")
+        select = tree.find(exp.Select)
+        if select is None:
+            return 0, 0, 0
+        params = config.get("queryParameters") or []
+        created = {
+            t.sql(dialect="bigquery") for c in tree.find_all(exp.Create) for t in [c.this] if isinstance(t, exp.Table)
+        }
+        upper = pruned = tables = 0
+        for node in select.find_all(exp.Table):
+            if node.sql(dialect="bigquery") in created or not node.name:
+                continue
+            meta = self.meta(node.catalog or project, node.db, node.name)
+            if meta is None:
+                continue
+            tables += 1
+            if any(isinstance(s.parent, exp.Select) for s in select.find_all(exp.Star)):
+                cols = list(meta.columns)
+            else:
+                cols = sorted({c.name for c in select.find_all(exp.Column) if c.name in meta.columns})
+            if not cols:
+                continue
+            size = " + ".join(
+                f"IFNULL(2 + BYTE_LENGTH(`{c}`), 0)"
+                if meta.columns[c] == "STRING"
+                else f"IF(`{c}` IS NULL, 0, {TYPE_BYTES.get(meta.columns[c], 8)})"
+                for c in cols
+            )
+            where = select.args.get("where")
+            partition_filter, cluster_filter = ["TRUE"], ["TRUE"]
+            for cond in _conjuncts(where.this if where is not None else None):
+                names = {c.name for c in cond.find_all(exp.Column)}
+                if meta.partition_field and names == {meta.partition_field}:
+                    partition_filter.append(cond.sql(dialect="bigquery"))
+                elif names and names <= set(meta.clustering):
+                    cluster_filter.append(cond.sql(dialect="bigquery"))
+            used = [p for p in params if "@" + p["name"] in " ".join(partition_filter + cluster_filter)]
+            table_sql = f"`{meta.table_id}`"
+            base = f"SELECT SUM({size}) FROM {table_sql} WHERE {' AND '.join(partition_filter)}"
+            upper += self._scalar(project, base, [p for p in used if "@" + p["name"] in base])
+            pruned_sql = base + " AND " + " AND ".join(cluster_filter)
+            pruned += self._scalar(project, pruned_sql, used)
+        return upper, pruned, tables
+
+
+def _conjuncts(node: Any) -> list[Any]:
+    from sqlglot import exp
+
+    if node is None:
+        return []
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def billed_bytes(processed: int, tables: int) -> int:
+    """On-demand billing: rounded up to the MB, at least 10 MB per table read."""
+    return max(10 * MB * max(tables, 1), -(-processed // MB) * MB)
+
+
 def make_stub_app(stub: JobsStub) -> Any:
+    import anyio
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    client = httpx.Client(base_url=stub.upstream, timeout=60)
+    client = httpx.Client(base_url=stub.upstream, timeout=120)
+    sizer = Sizer(client, stub)
+    lock = threading.Lock()
+
+    def forward(request: Request, path: str, body: bytes) -> httpx.Response:
+        return client.request(
+            request.method,
+            path,
+            params=list(request.query_params.multi_items()),
+            content=body,
+            headers={k: v for k, v in request.headers.items() if k.lower() in {"content-type", "accept"}},
+        )
+
+    def insert(project: str, payload: dict[str, Any], request: Request, path: str, body: bytes) -> Response:
+        config = payload.get("configuration") or {}
+        query = config["query"]
+        job_id = (payload.get("jobReference") or {}).get("jobId") or uuid.uuid4().hex
+        limit = query.get("maximumBytesBilled")
+        sql = query["query"]
+        upper, pruned, tables = sizer.size(project, sql, query)
+        dry = bool(config.get("dryRun"))
+        stub.calls.append(
+            {"dryRun": dry, "maximumBytesBilled": limit, "jobId": job_id, "labels": config.get("labels"), "sql": sql}
+        )
+        if dry:
+            stats = {
+                "creationTime": "1767225600000",
+                "totalBytesProcessed": str(upper),
+                "query": {
+                    "totalBytesProcessed": str(upper),
+                    "totalBytesProcessedAccuracy": "UPPER_BOUND" if pruned < upper else "PRECISE",
+                    "totalBytesBilled": "0",
+                    "cacheHit": False,
+                },
+            }
+            return JSONResponse(_job_resource(project, job_id, config, stats))
+        with lock:
+            if job_id in stub.jobs:
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": 409,
+                            "message": f"Already Exists: Job {project}:US.{job_id}",
+                            "status": "ALREADY_EXISTS",
+                            "errors": [
+                                {"reason": "duplicate", "message": f"Already Exists: Job {project}:US.{job_id}"}
+                            ],
+                        }
+                    },
+                    409,
+                )
+            stub.jobs[job_id] = {}
+        billed = billed_bytes(pruned, tables) if tables else 0
+        if limit is not None and billed > int(limit):
+            error = {
+                "reason": "bytesBilledLimitExceeded",
+                "message": f"Query exceeded limit for bytes billed: {limit}. {billed} or higher required.",
+            }
+            job = _job_resource(project, job_id, config, {"creationTime": "1767225600000"})
+            job["status"] = {"state": "DONE", "errorResult": error, "errors": [error]}
+            stub.jobs[job_id] = job
+            return JSONResponse(job)
+        ddl = _created_table(sql)
+        if ddl is not None:
+            stub.created[ddl.table_id] = ddl
+        rows = None
+        if sql.lstrip().upper().startswith("EXPORT DATA"):
+            inner = sql[sql.upper().index(" AS ", sql.upper().index("OPTIONS")) + 4 :]
+            rows = sizer._scalar(project, f"SELECT COUNT(*) FROM ({inner})", query.get("queryParameters") or [])
+        upstream = forward(request, path, body)
+        data = upstream.json()
+        extra = {
+            "totalBytesProcessed": str(pruned),
+            "totalBytesBilled": str(billed),
+            "totalSlotMs": str(max(1, pruned // 4096)),
+        }
+        if rows is not None:
+            extra["exportDataStatistics"] = {"fileCount": "1", "rowCount": str(rows)}
+        stub.jobs[job_id] = {"stats": extra}
+        if upstream.status_code == 200 and not (data.get("status") or {}).get("errorResult"):
+            stub.billed[job_id] = billed
+        stub.inserted.set()
+        return JSONResponse(_decorate(data, extra), upstream.status_code)
 
     async def proxy(request: Request) -> Response:
         path = request.url.path
@@ -139,67 +363,60 @@ def make_stub_app(stub: JobsStub) -> Any:
         payload: dict[str, Any] = {}
         if body and request.headers.get("content-type", "").startswith("application/json"):
             payload = json.loads(body)
-        config = payload.get("configuration") or {}
         project = path.split("/projects/")[1].split("/")[0] if "/projects/" in path else PROJECT
-        if request.method == "POST" and path.endswith("/jobs") and "query" in config:
-            job_id = (payload.get("jobReference") or {}).get("jobId") or uuid.uuid4().hex
-            limit = config["query"].get("maximumBytesBilled")
-            stub.calls.append({"dryRun": bool(config.get("dryRun")), "maximumBytesBilled": limit})
-            if config.get("dryRun"):
-                n = str(stub.bytes_processed if stub.dry_run_bytes is None else stub.dry_run_bytes)
-                stats = {
-                    "creationTime": "1767225600000",
-                    "totalBytesProcessed": n,
-                    "query": {
-                        "totalBytesProcessed": n,
-                        "totalBytesProcessedAccuracy": "PRECISE",
-                        "totalBytesBilled": "0",
-                        "cacheHit": False,
-                        "statementType": "SELECT",
-                    },
-                }
-                return JSONResponse(_job_resource(project, job_id, config, stats))
-            if limit is not None and int(limit) < stub.billed():
-                error = {
-                    "reason": "bytesBilledLimitExceeded",
-                    "message": f"Query exceeded limit for bytes billed: {limit}. {stub.billed()} or higher required.",
-                }
-                job = _job_resource(project, job_id, config, {"creationTime": "1767225600000"})
-                job["status"] = {"state": "DONE", "errorResult": error, "errors": [error]}
-                stub.failed_jobs[job_id] = job
-                return JSONResponse(job)
-        job_id_in_path = path.rstrip("/").split("/")[-1]
-        if request.method == "GET" and job_id_in_path in stub.failed_jobs:
-            job = stub.failed_jobs[job_id_in_path]
-            if "/queries/" in path:
-                error = job["status"]["errorResult"]
-                return JSONResponse({"error": {"code": 400, "message": error["message"], "errors": [error]}}, 400)
-            return JSONResponse(job)
-        upstream = client.request(
-            request.method,
-            path,
-            params=list(request.query_params.multi_items()),
-            content=body,
-            headers={k: v for k, v in request.headers.items() if k.lower() in {"content-type", "accept"}},
-        )
+        if request.method == "POST" and path.endswith("/jobs") and "query" in (payload.get("configuration") or {}):
+            return await anyio.to_thread.run_sync(insert, project, payload, request, path, body)
+        job_id = path.rstrip("/").split("/")[-1]
+        if request.method == "GET" and ("/jobs/" in path or "/queries/" in path):
+            if job_id in stub.jobs and any(h in job_id for h in stub.hold):
+                await anyio.to_thread.run_sync(stub.released.wait)
+            known = stub.jobs.get(job_id)
+            if known and "status" in known:  # refused by the byte limit: never reached the emulator
+                if "/queries/" in path:
+                    error = known["status"]["errorResult"]
+                    return JSONResponse({"error": {"code": 400, "message": error["message"], "errors": [error]}}, 400)
+                return JSONResponse(known)
+        upstream = await anyio.to_thread.run_sync(forward, request, path, body)
         content = upstream.content
         if upstream.headers.get("content-type", "").startswith("application/json") and content:
             data = json.loads(content)
-            if (
-                isinstance(data, dict)
-                and data.get("kind") == "bigquery#job"
-                and "query" in data.get("configuration", {})
-            ):
-                stats = data.setdefault("statistics", {})
-                query_stats = stats.setdefault("query", {})
-                stats["totalBytesProcessed"] = query_stats["totalBytesProcessed"] = str(stub.bytes_processed)
-                query_stats["totalBytesBilled"] = str(stub.billed())
-                stats["totalSlotMs"] = query_stats["totalSlotMs"] = str(stub.slot_ms)
-                content = json.dumps(data).encode()
+            known = stub.jobs.get(job_id) or {}
+            if isinstance(data, dict) and known.get("stats"):
+                content = json.dumps(_decorate(data, known["stats"])).encode()
         return Response(content, upstream.status_code, media_type=upstream.headers.get("content-type"))
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", proxy, methods=methods)])
+
+
+def _decorate(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Put the sized statistics into a job resource (or getQueryResults answer) from the emulator."""
+    if data.get("kind") == "bigquery#job":
+        stats = data.setdefault("statistics", {})
+        query_stats = stats.setdefault("query", {})
+        stats["totalBytesProcessed"] = extra["totalBytesProcessed"]
+        stats["totalSlotMs"] = extra["totalSlotMs"]
+        query_stats.update(extra)
+    elif "totalBytesProcessed" in data:
+        data["totalBytesProcessed"] = extra["totalBytesProcessed"]
+    return data
+
+
+def _created_table(sql: str) -> TableMeta | None:
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    if not isinstance(tree, exp.Create) or not isinstance(tree.this, exp.Table):
+        return None
+    cluster = tree.find(exp.ClusterProperty) or tree.find(exp.Cluster)
+    t = tree.this
+    return TableMeta(
+        f"{t.catalog}.{t.db}.{t.name}",
+        {},
+        None,
+        [c.name for c in cluster.expressions] if cluster else [],
+    )
 
 
 @pytest.fixture

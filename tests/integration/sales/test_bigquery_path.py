@@ -1,23 +1,30 @@
 """The BigQuery backend with the real google-cloud-bigquery client over HTTP.
 
 bqemulator executes the SQL (the CTAS result table, the server-side checks, ``EXPORT DATA``);
-the jobs-API stub in front of it supplies what emulators cannot: dry-run bytes, and
-BigQuery's refusal of a job over ``maximumBytesBilled``.
+the jobs-API shim in front of it sizes every job from the emulator's tables the way BigQuery
+bills (columns x partitions, cluster pruning, 10 MB minimum), refuses jobs over
+``maximumBytesBilled`` and answers 409 to a job id that exists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from guardian.sales import runs
+from guardian.sales import runs, service
+from guardian.sales.params import validate_params
 from guardian.sales.service import QualityGateFailed, run_extract
-from guardian.sales.warehouse import CostLimitExceeded, bigquery_dry_run_check
+from guardian.sales.sql import RESULT_SCHEMAS, SOURCE_SCHEMA
+from guardian.sales.warehouse import CostLimitExceeded, bigquery_dry_run_check, format_bytes
 from guardian.settings import load_settings
 from guardian.store import get_store
 
@@ -37,11 +44,26 @@ def bigquery_env(bq_stub: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.
     monkeypatch.setenv("GUARDIAN_SALES__DATASET", dataset)
     monkeypatch.setenv("GUARDIAN_SALES__RESULTS_DATASET", dataset + "_results")
     monkeypatch.setenv("GUARDIAN_SALES__JOB_TIMEOUT", "60")
+    # The 6,000-row sample leaves many days of a slice empty; coverage still fails any empty month.
+    monkeypatch.setenv("GUARDIAN_SALES__COVERAGE_MAX_MISSING_DAYS", "80")
+    monkeypatch.setenv("GUARDIAN_SALES__FRESHNESS_MAX_LAG_DAYS", "5")
     return dataset
 
 
 def _files(storage: Any, run_id: str) -> list[str]:
     return storage.list(f"sales/run_id={run_id}/")
+
+
+def _logical(rows: list[dict[str, Any]], columns: list[str]) -> int:
+    """BigQuery's logical bytes of these columns of these rows, computed independently of the shim."""
+    kinds = dict(SOURCE_SCHEMA)
+    total = 0
+    for r in rows:
+        for c in columns:
+            if r.get(c) is None:
+                continue
+            total += 2 + len(str(r[c]).encode()) if kinds[c] == "STRING" else (16 if kinds[c] == "NUMERIC" else 8)
+    return total
 
 
 def test_extract_runs_in_the_warehouse_and_exports_server_side(
@@ -54,29 +76,41 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
 ) -> None:
     load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
     settings = load_settings()
-    report = run_extract(settings, RAW, "bq-1", storage=emulator_gcs)
+    report = run_extract(settings, {**RAW, "requested_by": "ana@example.com"}, "bq-1", storage=emulator_gcs)
     assert report.outcome.ok, report.outcome.error
     expected_rows = sum(1 for r in rows if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X")
     assert report.stats is not None and report.stats.rows == expected_rows
 
-    # The job carried the byte limit; its statistics are recorded.
-    real_jobs = [c for c in bq_stub.calls if not c["dryRun"]]
-    assert real_jobs and real_jobs[0]["maximumBytesBilled"] == str(settings.sales.max_bytes_billed)
-    assert sum(c["dryRun"] for c in bq_stub.calls) >= 2  # the cost guard and the query step each dry-run
+    # The dry run bills by the columns the query names over the quarter's partitions (all clusters: an upper bound).
+    quarter = [r for r in rows if "2026-01-01" <= r["sale_date"] <= "2026-03-31"]
+    assert report.cost is not None
+    assert report.cost.estimate.bytes == _logical(quarter, [n for n, _ in RESULT_SCHEMAS["entry"]])
+
+    # Every real job carries the cap of what remained and the run's labels; nothing ran uncapped.
+    real = [c for c in bq_stub.calls if not c["dryRun"]]
+    assert len(real) >= 5  # query, checks, coverage, freshness, listing, one export per slice
+    limit = settings.sales.max_bytes_billed
+    spent = 0
+    for call in real:
+        assert call["maximumBytesBilled"] == str(limit - spent), call["sql"][:80]
+        assert call["labels"]["run_id"] == "bq-1" and call["labels"]["requester"] == "ana_example_com"
+        assert call["labels"]["dag"] == "bigquery_sales_query" and call["labels"]["task"]
+        spent += bq_stub.billed.get(call["jobId"], 0)
     record = runs.get_run(get_store(settings), "bq-1")
     assert record is not None and record["backend"] == "bigquery"
-    assert record["bytes_estimated"] == record["bytes_processed"] == bq_stub.bytes_processed
-    assert record["bytes_billed"] == bq_stub.billed() and record["slot_ms"] == bq_stub.slot_ms
-    assert record["job_id"] and not record["job_id"].startswith("duckdb")
+    assert record["bytes_billed"] == bq_stub.total_billed() == spent
+    assert {j["job_id"] for j in record["jobs"]} == set(bq_stub.billed)
+    assert record["job_id"].startswith("guardian_sales_bq-1_run_query_")
 
     # EXPORT DATA wrote Parquet (zstd) per country x brand; the manifest came last and lists them.
     manifest = json.loads(emulator_gcs.get("sales/run_id=bq-1/_manifest.json"))
     assert manifest["rows"] == expected_rows and manifest["backend"] == "bigquery"
+    assert manifest["bytes_billed"] == spent and len(manifest["jobs"]) == len(record["jobs"])
     assert {(f["country"], f["brand"]) for f in manifest["files"]} == {("TH", "X"), ("VN", "X")}
     for entry in manifest["files"]:
         key = f"sales/run_id=bq-1/{entry['path']}"
         assert entry["uri"].startswith("gs://") and entry["path"].endswith(".parquet")
-        assert hashlib.sha256(emulator_gcs.get(key)).hexdigest() == entry["sha256"]
+        assert hashlib.md5(emulator_gcs.get(key)).hexdigest() == entry["md5"]
         local = Path(emulator_gcs.base / key)
         assert pq.ParquetFile(local).metadata.row_group(0).column(0).compression == "ZSTD"
     assert (
@@ -84,21 +118,15 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
         == expected_rows
     )
     assert all(c.passed for c in report.checks)
+    # The result table was clustered by the slice columns, so each export read only its slice.
+    exports = [c for c in real if c["sql"].startswith("EXPORT DATA")]
+    assert len(exports) == 2
+    selected = [r for r in quarter if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X"]
+    read = sum(int(bq_stub.jobs[c["jobId"]]["stats"]["totalBytesProcessed"]) for c in exports)
+    assert read == _logical(selected, [n for n, _ in RESULT_SCHEMAS["entry"]])
 
 
-def test_cost_guard_refuses_on_the_dry_run_and_no_job_runs(bq_stub: Any, emulator_gcs: Any, bigquery_env: str) -> None:
-    bq_stub.bytes_processed = 50 * 1024**3
-    settings = load_settings()
-    with pytest.raises(CostLimitExceeded) as info:
-        run_extract(settings, RAW, "bq-expensive", storage=emulator_gcs)
-    assert "50.0 GiB" in str(info.value) and "GUARDIAN_SALES__MAX_BYTES_BILLED" in str(info.value)
-    assert bq_stub.calls and all(c["dryRun"] for c in bq_stub.calls)
-    record = runs.get_run(get_store(settings), "bq-expensive")
-    assert record is not None and record["bytes_estimated"] == 50 * 1024**3 and record["status"] == "failed"
-    assert _files(emulator_gcs, "bq-expensive") == []
-
-
-def test_job_over_maximum_bytes_billed_is_refused_by_bigquery(
+def test_cost_guard_refuses_the_whole_run_before_any_job(
     bq_emulator: Any,
     bq_stub: Any,
     emulator_gcs: Any,
@@ -107,16 +135,127 @@ def test_job_over_maximum_bytes_billed_is_refused_by_bigquery(
     monkeypatch: pytest.MonkeyPatch,
     load_sales_table: Any,
 ) -> None:
-    load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:50])
-    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(2 * 1024**3))
-    bq_stub.dry_run_bytes = 1 * 1024**3  # the estimate passes the guard...
-    bq_stub.bytes_processed = 3 * 1024**3  # ...but the job would bill more: BigQuery stops it
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:300])
+    # The query alone fits, but not with BigQuery's 10 MB minimum for every later job of the run.
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(40 * 1024**2))
     settings = load_settings()
-    with pytest.raises(CostLimitExceeded, match=r"BigQuery refused the job: over maximum_bytes_billed 2\.0 GiB"):
-        run_extract(settings, RAW, "bq-capped", storage=emulator_gcs)
-    real_jobs = [c for c in bq_stub.calls if not c["dryRun"]]
-    assert real_jobs == [{"dryRun": False, "maximumBytesBilled": str(2 * 1024**3)}]
-    assert _files(emulator_gcs, "bq-capped") == []
+    with pytest.raises(CostLimitExceeded) as info:
+        run_extract(settings, RAW, "bq-expensive", storage=emulator_gcs)
+    assert "GUARDIAN_SALES__MAX_BYTES_BILLED" in str(info.value) and "the run would bill" in str(info.value)
+    assert bq_stub.calls and all(c["dryRun"] for c in bq_stub.calls) and bq_stub.billed == {}
+    record = runs.get_run(get_store(settings), "bq-expensive")
+    assert record is not None and record["bytes_estimated"] > 40 * 1024**2 and record["status"] == "failed"
+    assert _files(emulator_gcs, "bq-expensive") == []
+
+
+def test_export_over_what_remains_is_refused_before_it_bills(
+    bq_emulator: Any,
+    bq_stub: Any,
+    emulator_gcs: Any,
+    bigquery_env: str,
+    rows: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    load_sales_table: Any,
+) -> None:
+    # Invariant: the bytes billed by all of a run's jobs never exceed its budget; a step that
+    # would go past it is refused before it submits a job.
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
+    settings = load_settings()
+    params = validate_params(RAW, settings)
+    d = service.deps(settings, params)
+    d.storage = emulator_gcs
+    service.begin(d, params, "bq-tight")
+    service.cost_step(d, params, "bq-tight")
+    service.query_step(d, params, "bq-tight")
+    service.quality_step(d, params, "bq-tight")
+    spent = bq_stub.total_billed()
+    # The budget now leaves room for fewer than the export's jobs (listing + 2 slices, 10 MB each at least).
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(spent + 25 * 1024**2))
+    d.settings = load_settings()
+    before = len(bq_stub.calls)
+    with pytest.raises(CostLimitExceeded, match=r"the export step needs \d+"):
+        service.export_step(d, params, "bq-tight")
+    assert bq_stub.calls[before:] == [] and bq_stub.total_billed() == spent
+    assert _files(emulator_gcs, "bq-tight") == []
+
+
+def test_clearing_export_after_finish_reruns_the_query_within_the_budget(
+    bq_emulator: Any,
+    bq_stub: Any,
+    emulator_gcs: Any,
+    bigquery_env: str,
+    rows: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    load_sales_table: Any,
+) -> None:
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
+    settings = load_settings()
+    assert run_extract(settings, RAW, "bq-clear", storage=emulator_gcs).outcome.ok
+    first = json.loads(emulator_gcs.get("sales/run_id=bq-clear/_manifest.json"))
+    spent = bq_stub.total_billed()
+    params = validate_params(RAW, settings)
+    d = service.deps(settings, params)
+    d.storage = emulator_gcs
+    # finish dropped the result after the export succeeded; the cleared export runs the query again.
+    result = service.export_step(d, params, "bq-clear")
+    assert result.rows == first["rows"]
+    queries = [j for j in bq_stub.billed if "_run_query_" in j]
+    assert len(queries) == 2 and queries[1].endswith("_1")  # a new generation, the first one's table is gone
+    record = runs.get_run(get_store(settings), "bq-clear")
+    assert record is not None and record["bytes_billed"] == bq_stub.total_billed() > spent
+    # Once more with a budget that cannot pay for another query: refused before a byte is billed.
+    assert service.finish(d, params, "bq-clear").ok
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(bq_stub.total_billed() + 1024))
+    d.settings = load_settings()
+    calls = len([c for c in bq_stub.calls if not c["dryRun"]])
+    with pytest.raises(CostLimitExceeded):
+        service.export_step(d, params, "bq-clear")
+    assert len([c for c in bq_stub.calls if not c["dryRun"]]) == calls
+
+
+def test_killed_query_task_reattaches_to_its_job_on_retry(
+    bq_emulator: Any,
+    bq_stub: Any,
+    emulator_gcs: Any,
+    bigquery_env: str,
+    rows: list[dict[str, Any]],
+    load_sales_table: Any,
+) -> None:
+    # Invariant: however often run_query is killed and retried, its query is billed once.
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
+    settings = load_settings()
+    params = validate_params(RAW, settings)
+    d = service.deps(settings, params)
+    service.begin(d, params, "bq-kill")
+    bq_stub.hold.add("_run_query_")  # reads of the job wait: the worker dies while it waits on the job
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WORKER])
+    try:
+        assert bq_stub.inserted.wait(120), "the worker never submitted its job"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        bq_stub.released.set()
+        if child.poll() is None:
+            child.kill()
+    assert runs.get_run(get_store(settings), "bq-kill")["jobs"] in (None, [])  # type: ignore[index]
+    stats = service.query_step(d, params, "bq-kill")  # the retry
+    query_jobs = [j for j in bq_stub.billed if "_run_query_" in j]
+    assert query_jobs == [stats.job_id]  # one billed job: the retry reattached to it
+    assert sum(1 for c in bq_stub.calls if not c["dryRun"] and "_run_query_" in c["jobId"]) == 1
+    record = runs.get_run(get_store(settings), "bq-kill")
+    assert record is not None and [j["job_id"] for j in record["jobs"]] == [stats.job_id]
+    assert record["bytes_billed"] == bq_stub.billed[stats.job_id] and stats.rows
+
+
+KILLED_WORKER = """
+from guardian.sales import service
+from guardian.sales.params import validate_params
+from guardian.settings import load_settings
+raw = {"start_date": "2026-01-01", "end_date": "2026-03-31", "countries": ["TH", "VN"], "brands": ["X"]}
+s = load_settings()
+p = validate_params(raw, s)
+service.query_step(service.deps(s, p), p, "bq-kill")
+"""
 
 
 def test_quality_gate_runs_server_side_and_blocks_the_export(
@@ -144,10 +283,18 @@ def test_quality_gate_runs_server_side_and_blocks_the_export(
     assert _files(emulator_gcs, "bq-bad") == []
 
 
-def test_doctor_dry_run_check(bq_stub: Any, bigquery_env: str) -> None:
-    bq_stub.bytes_processed = 123 * 1024**2
+def test_doctor_dry_run_check(
+    bq_emulator: Any, bq_stub: Any, bigquery_env: str, rows: list[dict[str, Any]], load_sales_table: Any
+) -> None:
+    from datetime import date
+
+    # Seven entries sold today (the doctor's day), the rest in the first quarter.
+    today = [{**r, "sale_date": date.today().isoformat(), "entry_no": str(10**9 + i)} for i, r in enumerate(rows[:7])]
+    load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:500] + today)
     line = bigquery_dry_run_check(load_settings())
-    assert line.startswith("BigQuery dry run on guardian-demo.") and "123.0 MiB for one day" in line
+    assert _logical(today, ["entry_no", "sale_date"]) == 7 * 16
+    assert line.startswith("BigQuery dry run on guardian-demo.")
+    assert f"{format_bytes(_logical(today, ['entry_no', 'sale_date']))} for one day" in line
 
 
 def test_sheet_view_is_queried_server_side(

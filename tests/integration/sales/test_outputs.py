@@ -39,6 +39,7 @@ def test_export_to_gcs_replaces_own_run_and_leaves_others(fake_gcs: Any, monkeyp
     fake_gcs.create_bucket("sales-exports")
     monkeypatch.setenv("GUARDIAN_STORAGE__GCS_ENDPOINT", fake_gcs.endpoint)
     monkeypatch.setenv("GUARDIAN_STORAGE__GCS_PROJECT", "guardian-local")
+    monkeypatch.setenv("GUARDIAN_SALES__ALLOWED_DESTINATIONS", "gs://sales-exports/team-a")
     settings = load_settings()
     raw = {**RAW, "destination": "gs://sales-exports/team-a"}
     first = run_extract(settings, raw, "gcs-run")

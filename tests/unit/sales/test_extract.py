@@ -49,7 +49,7 @@ def test_entry_extract_to_parquet_with_manifest(raw: Raw) -> None:
     (entry,) = manifest["files"]
     data_file = manifest_path.parent / entry["path"]
     assert entry["path"].startswith("country=TH/brand=X/part-") and entry["path"].endswith(".parquet")
-    assert hashlib.sha256(data_file.read_bytes()).hexdigest() == entry["sha256"]
+    assert hashlib.md5(data_file.read_bytes()).hexdigest() == entry["md5"]
     assert data_file.stat().st_size == entry["bytes"]
     parquet = pq.ParquetFile(data_file)
     assert parquet.metadata.num_rows == entry["rows"] == export.rows
@@ -61,7 +61,13 @@ def test_entry_extract_to_parquet_with_manifest(raw: Raw) -> None:
     store = get_store(settings)
     record = runs.get_run(store, "r1")
     assert record is not None
-    assert record["bytes_processed"] == record["bytes_estimated"] == report.cost.estimate.bytes
+    # DuckDB bills nothing: processed is BigQuery's rule applied to what the query reads; the local reads count 0.
+    assert record["bytes_processed"] == report.cost.estimate.bytes and record["bytes_billed"] is None
+    assert record["bytes_estimated"] == report.cost.total >= report.cost.estimate.bytes
+    steps = [j["step"] for j in record["jobs"]]
+    assert steps[0] == "run_query" and {"quality_gate", "export"} <= set(steps)
+    assert all(j["maximum_bytes_billed"] <= settings.sales.max_bytes_billed for j in record["jobs"])
+    assert len({j["job_id"] for j in record["jobs"]}) == len(record["jobs"])
     assert record["rows"] == export.rows and record["output_uri"].endswith("_manifest.json")
     assert record["duration_ms"] is not None and record["query_ms"] is not None
     assert {c["check"] for c in record["checks"]} >= {"schema", "unique_entry_no", "sign_consistent"}
@@ -180,14 +186,33 @@ def test_schema_drift_names_the_retyped_column(warehouse: Path, raw: Raw, execut
     assert _files("drift") == []
 
 
+def test_a_hole_in_the_data_is_caught_and_named(warehouse: Path, raw: Raw, execute: Exec) -> None:
+    # Invariant: a requested slice with no rows on some days of the range never passes the gate silently.
+    execute(
+        warehouse,
+        "DELETE FROM sales.sales_entries WHERE country_code = 'VN' AND brand_code = 'X' "
+        "AND sale_date BETWEEN DATE '2026-02-10' AND DATE '2026-02-12'",
+    )
+    two = raw(countries=["TH", "VN"])
+    with pytest.raises(QualityGateFailed) as info:
+        run_extract(load_settings(), two, "holey")
+    message = str(info.value)
+    assert "coverage: VN/X: no rows on 2026-02-10..2026-02-12 (3 days)" in message
+    assert "TH/X" not in message and _files("holey") == []
+    # Month granularity: the hole is inside a month that still has rows, so months are covered.
+    report = run_extract(load_settings(), raw(countries=["TH", "VN"], granularity="month"), "holey-month")
+    assert report.outcome.ok
+
+
 @pytest.mark.usefixtures("warehouse")
-def test_empty_result_is_an_error_unless_allowed(raw: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_range_fails_coverage_and_freshness_unless_warn_only(raw: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = raw(start_date="2030-01-01", end_date="2030-01-31")
-    with pytest.raises(QualityGateFailed, match="completeness_rows: 0 rows"):
+    with pytest.raises(QualityGateFailed, match=r"coverage: TH/X: no rows on 2030-01-01\.\.2030-01-31 \(31 days\)"):
         run_extract(load_settings(), empty, "empty")
-    monkeypatch.setenv("GUARDIAN_SALES__ALLOW_EMPTY", "true")
+    monkeypatch.setenv("GUARDIAN_SALES__WARN_ONLY_CHECKS", "coverage,freshness")
     report = run_extract(load_settings(), empty, "empty-ok")
     assert report.outcome.ok and report.export is not None and report.export.rows == 0
+    assert {c.check for c in report.checks if not c.passed} == {"coverage", "freshness"}
     manifest = json.loads((_storage_root() / "sales/run_id=empty-ok/_manifest.json").read_text())
     assert manifest["rows"] == 0 and manifest["files"] == []
 
@@ -257,7 +282,7 @@ def test_sheet_output_too_large_is_refused_with_the_numbers(raw: Raw, monkeypatc
     monkeypatch.setenv("GUARDIAN_SALES__SHEET_MAX_CELLS", "20")
     with pytest.raises(
         SheetTooLarge,
-        match=r"sheet view has 3 rows x 10 columns = 40 cells, over the sheet limit of 20 \(GUARDIAN_SALES__SHEET_MAX",
+        match=r"sheet view has more than 1 rows x 10 columns, over the sheet limit of 20 cells \(GUARDIAN_SALES__",
     ):
         run_extract(load_settings(), raw(sheet_id="1AbCdEfGhIjKlMnOpQrStUvWxYz"), "sheet-big")
 
@@ -281,3 +306,48 @@ def test_run_records_on_postgresql(raw: Raw) -> None:
     assert runs.list_runs(store, 10, status="failed") == []
     got = runs.get_run(store, "pg-1")
     assert got is not None and got["params"]["granularity"] == "month" and got["files"]
+
+
+@pytest.mark.usefixtures("warehouse")
+def test_any_task_of_a_finished_run_can_be_cleared_and_rerun(raw: Raw) -> None:
+    from guardian.sales import service
+    from guardian.sales.params import validate_params
+    from guardian.sales.warehouse import result_name
+
+    settings = load_settings()
+    assert run_extract(settings, raw(), "cleared").outcome.ok
+    params = validate_params(raw(), settings)
+    d = service.deps(settings, params)
+    assert not d.warehouse.result_exists(result_name("cleared"))  # dropped once the export succeeded
+    first = json.loads((_storage_root() / "sales/run_id=cleared/_manifest.json").read_text())
+    # Clearing quality_gate, export and finish after the run finished: each reruns, the query too.
+    service.quality_step(d, params, "cleared")
+    again = service.export_step(d, params, "cleared")
+    assert again.rows == first["rows"] and service.finish(d, params, "cleared").ok
+    record = runs.get_run(get_store(settings), "cleared")
+    assert record is not None and record["status"] == "succeeded" and record["error"] is None
+    assert [j["step"] for j in record["jobs"]].count("run_query") == 2
+    manifest = json.loads((_storage_root() / "sales/run_id=cleared/_manifest.json").read_text())
+    assert manifest["rows"] == first["rows"] and len(_files("cleared")) == 2  # the manifest and one data file
+
+
+def test_volume_drop_fails_the_gate_and_the_failed_run_keeps_its_result(
+    warehouse: Path, raw: Raw, execute: Exec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardian.sales.service import deps
+    from guardian.sales.warehouse import result_name
+
+    monkeypatch.setenv("GUARDIAN_SALES__VOLUME_MIN_HISTORY", "1")
+    monkeypatch.setenv("GUARDIAN_SALES__WARN_ONLY_CHECKS", "coverage")
+    settings = load_settings()
+    assert run_extract(settings, raw(end_date="2026-01-31"), "january").outcome.ok
+    # Two thirds of February's TH/X rows never arrive.
+    execute(
+        warehouse,
+        "DELETE FROM sales.sales_entries WHERE country_code = 'TH' AND brand_code = 'X' "
+        "AND sale_date >= DATE '2026-02-01' AND entry_no % 3 <> 0",
+    )
+    with pytest.raises(QualityGateFailed, match=r"volume: TH/X: \d+\.\d rows/day is 0\.\d\dx the median"):
+        run_extract(settings, raw(start_date="2026-02-01", end_date="2026-02-28"), "february")
+    # The failed run's result stays for a retry (and expires after GUARDIAN_SALES__RESULTS_EXPIRATION_HOURS).
+    assert deps(settings).warehouse.result_exists(result_name("february"))

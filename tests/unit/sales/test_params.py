@@ -58,3 +58,17 @@ def test_range_limit_and_codes_come_from_settings(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValidationFailed, match="over the limit of 31"):
         validate_params(GOOD, settings)
     assert validate_params({**GOOD, "end_date": "2026-01-31", "countries": ["FR"]}, settings).countries == ("FR",)
+
+
+def test_destinations_outside_the_allow_list_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listed: only the configured storage root.
+    with pytest.raises(ValidationFailed, match=r"GUARDIAN_SALES__ALLOWED_DESTINATIONS") as info:
+        validate_params({**GOOD, "destination": "gs://team-a/sales"}, load_settings())
+    assert len(str(info.value).splitlines()) == 1 and "none are listed" in str(info.value)
+    monkeypatch.setenv("GUARDIAN_SALES__ALLOWED_DESTINATIONS", "gs://team-a/sales,file:///srv/exports")
+    settings = load_settings()
+    for ok in ("gs://team-a/sales", "gs://team-a/sales/q1", "file:///srv/exports/x"):
+        assert validate_params({**GOOD, "destination": ok}, settings).destination == ok
+    for bad in ("gs://team-a/sales-evil", "gs://team-a", "gs://team-b/sales", "file:///srv"):
+        with pytest.raises(ValidationFailed, match=r"param destination: .* not under an allowed export prefix"):
+            validate_params({**GOOD, "destination": bad}, settings)

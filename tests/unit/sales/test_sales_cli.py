@@ -18,13 +18,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_data_estimate_run_runs_show(guardian_env: Path) -> None:
-    made = run("demo-data", "--rows", "5000")
+    made = run("demo-data", "--rows", "30000")
     assert made.returncode == 0, made.stderr
-    assert "wrote 5,000 rows" in made.stdout
+    assert "wrote 30,000 rows" in made.stdout
 
     est = run("estimate", *QUARTER)
     assert est.returncode == 0, est.stderr
-    assert "within the limit of 10.0 GiB" in est.stdout and "15 columns x 90 partitions" in est.stdout
+    assert "within the budget of 10.0 GiB" in est.stdout and "15 columns x 90 partitions" in est.stdout
 
     done = run("run", *QUARTER, "--format", "csv", "--run-id", "cli-1")
     assert done.returncode == 0, done.stderr
@@ -58,4 +58,4 @@ def test_estimate_over_the_limit_exits_3(guardian_env: Path, monkeypatch: pytest
     assert run("demo-data", "--rows", "1000").returncode == 0
     monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", "10")
     proc = run("estimate", *QUARTER)
-    assert proc.returncode == 3 and "OVER the limit" in proc.stdout
+    assert proc.returncode == 3 and "OVER the budget" in proc.stdout

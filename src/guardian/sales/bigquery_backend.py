@@ -1,0 +1,481 @@
+"""BigQuery through google-cloud-bigquery: dry runs, idempotent capped jobs, server-side export.
+
+Every API call has a timeout and the client library's bounded retry (exponential backoff with
+jitter on 429/5xx). Every job has a deterministic id (``<JobSpec.base_id>_<generation>``): a
+retried task first looks the job up and reattaches to it (waits for it, reads its statistics)
+instead of submitting a second billed job; jobs.insert of an id that exists answers 409
+(https://cloud.google.com/bigquery/docs/running-jobs#generate-jobid), which is also treated as
+"reattach". Only a job that failed (BigQuery bills nothing for it) or whose output is gone
+(the result table was dropped, the exported files deleted) makes the next generation run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+
+from guardian.errors import GuardianError, IntegrationError
+from guardian.sales.budget import CostLimitExceeded, JobSpec, JobStats
+from guardian.sales.sql import TableRef
+from guardian.sales.warehouse import (
+    SLICE_COLUMNS,
+    Estimate,
+    ExportedFile,
+    Params,
+    PartitionExport,
+    QueryFailed,
+    QueryStats,
+    SpecFor,
+    extension,
+    format_bytes,
+)
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
+    from guardian.storage import Storage
+
+# Generations of one job id stem before giving up (each needs a failed job or lost output).
+MAX_GENERATIONS = 5
+# https://cloud.google.com/bigquery/docs/error-messages: reasons worth a new job.
+TRANSIENT_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobBackendError"})
+_EXPORT_URI = __import__("re").compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}/[A-Za-z0-9._=/*-]+$")
+
+
+class BigQueryWarehouse:
+    """The BigQuery backend of :class:`~guardian.sales.warehouse.Warehouse`."""
+
+    backend = "bigquery"
+    # On-demand pricing bills at least 10 MB per table a query references
+    # (https://cloud.google.com/bigquery/pricing#on_demand_pricing).
+    min_job_bytes = 10 * 1024 * 1024
+
+    def __init__(self, client: Any, source: TableRef, results_dataset: str, settings: Settings) -> None:
+        self.client = client
+        self.source = source
+        self.results = TableRef(source.project, results_dataset, "placeholder")
+        self.settings = settings
+        cfg = settings.sales
+        from google.cloud import bigquery
+
+        self._retry = bigquery.DEFAULT_RETRY.with_deadline(float(cfg.job_timeout)).with_delay(
+            initial=0.5, maximum=16.0, multiplier=2.0
+        )
+        self._timeout = float(min(cfg.job_timeout, 120))
+        self._dataset_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any | None = None) -> BigQueryWarehouse:
+        """A warehouse for these settings; ``client`` overrides how credentials are found."""
+        cfg = settings.sales
+        return cls(
+            client or make_client(settings),
+            TableRef(cfg.project, cfg.dataset, cfg.table),
+            cfg.results_dataset,
+            settings,
+        )
+
+    # -- jobs
+    def _job_config(self, params: Params, **kwargs: Any) -> Any:
+        from google.cloud import bigquery
+
+        return bigquery.QueryJobConfig(query_parameters=query_parameters(params), **kwargs)
+
+    def _get_job(self, job_id: str) -> Any | None:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return self.client.get_job(
+                job_id, location=self.settings.sales.location, retry=self._retry, timeout=self._timeout
+            )
+        except gexc.NotFound:
+            return None
+
+    def _stats(self, job: Any, spec: JobSpec) -> JobStats:
+        return JobStats(
+            str(job.job_id),
+            spec.step,
+            int(job.total_bytes_processed or 0),
+            int(job.total_bytes_billed or 0),
+            _int(job.slot_millis),
+            _int(getattr(job, "maximum_bytes_billed", None)),
+            _export_rows(job),
+        )
+
+    def _job(self, sql: str, params: Params, spec: JobSpec, *, valid: Callable[[Any], bool] | None = None) -> Any:
+        """Run ``sql`` as the job of ``spec``, reattaching to the newest generation an earlier attempt submitted.
+
+        Every earlier generation that finished was billed, so it is recorded too (once: the
+        budget keys jobs by id) before a new generation gets what remains as its cap.
+        """
+        from google.api_core import exceptions as gexc
+
+        existing: list[Any] = []
+        while len(existing) < MAX_GENERATIONS:
+            found = self._get_job(f"{spec.base_id}_{len(existing)}")
+            if found is None:
+                break
+            existing.append(found)
+        for old in existing[:-1]:
+            if getattr(old, "state", None) == "DONE" and old.error_result is None:
+                spec.on_done(self._stats(old, spec))
+        generation = max(len(existing) - 1, 0)
+        while generation < MAX_GENERATIONS:
+            job_id = f"{spec.base_id}_{generation}"
+            job = existing[generation] if generation < len(existing) else None
+            reattached = job is not None
+            try:
+                if job is None:
+                    config = self._job_config(
+                        params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
+                    )
+                    try:
+                        job = self.client.query(
+                            sql,
+                            job_config=config,
+                            job_id=job_id,
+                            location=self.settings.sales.location,
+                            retry=self._retry,
+                            timeout=self._timeout,
+                            job_retry=None,  # a new attempt is a new generation, decided here
+                        )
+                    except gexc.Conflict:
+                        job, reattached = self._get_job(job_id), True
+                        if job is None:
+                            raise
+                job.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry)
+            except gexc.GoogleAPIError as exc:
+                if _reasons(exc) & TRANSIENT_REASONS:
+                    generation += 1  # the job failed: nothing billed; the next generation runs it again
+                    continue
+                raise _translate(exc, spec.maximum_bytes_billed) from exc
+            except TimeoutError as exc:
+                raise QueryFailed(
+                    f"BigQuery job {job_id} did not finish in {self.settings.sales.job_timeout}s (it keeps running "
+                    "and a retry reattaches to it); raise GUARDIAN_SALES__JOB_TIMEOUT or narrow the request"
+                ) from exc
+            # Billed, so counted, even when its output is gone and the next generation must run.
+            spec.on_done(self._stats(job, spec))
+            if reattached and valid is not None and not valid(job):
+                generation += 1
+                continue
+            return job
+        raise QueryFailed(
+            f"BigQuery job {spec.base_id} needed more than {MAX_GENERATIONS} generations; clear the task later"
+        )
+
+    def _ensure_results_dataset(self) -> None:
+        if self._dataset_ready:
+            return
+        from google.api_core import exceptions as gexc
+        from google.cloud import bigquery
+
+        dataset = bigquery.Dataset(f"{self.results.project}.{self.results.dataset}")
+        dataset.location = self.settings.sales.location
+        # A result nobody exported expires on its own (BigQuery deletes it).
+        dataset.default_table_expiration_ms = self.settings.sales.results_expiration_hours * 3600 * 1000
+        try:
+            self.client.create_dataset(dataset, exists_ok=True, retry=self._retry, timeout=self._timeout)
+        except gexc.GoogleAPIError as exc:
+            raise IntegrationError(
+                f"BigQuery dataset {dataset.dataset_id} cannot be created ({_first_line(exc)}); "
+                "create it or grant bigquery.datasets.create"
+            ) from exc
+        self._dataset_ready = True
+
+    def _table_id(self, name: str) -> str:
+        return f"{self.results.project}.{self.results.dataset}.{name}"
+
+    def _get_table(self, name: str) -> Any | None:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return self.client.get_table(self._table_id(name), retry=self._retry, timeout=self._timeout)
+        except gexc.NotFound:
+            return None
+
+    # -- protocol
+    def dry_run(self, sql: str, params: Params) -> Estimate:
+        """BigQuery's own estimate (a dry-run job: nothing runs, nothing is billed)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            job = self.client.query(
+                sql,
+                job_config=self._job_config(params, dry_run=True, use_query_cache=False),
+                location=self.settings.sales.location,
+                retry=self._retry,
+                timeout=self._timeout,
+                job_retry=None,
+            )
+        except gexc.GoogleAPIError as exc:
+            raise _translate(exc, None) from exc
+        return Estimate(int(job.total_bytes_processed or 0), self.backend, detail="BigQuery dry run")
+
+    def materialize(self, sql: str, params: Params, name: str, job: JobSpec) -> QueryStats:
+        """Run the query into the run's result table, clustered by the slice columns, as one capped job."""
+        self._ensure_results_dataset()
+        t0 = time.monotonic()
+        # CREATE OR REPLACE TABLE ... CLUSTER BY ... AS: one job, billed and capped like the SELECT
+        # itself; clustering lets each export slice read only its own blocks
+        # (https://cloud.google.com/bigquery/docs/clustered-tables#block-pruning).
+        ctas = exp.Create(
+            this=self.result_table(name),
+            kind="TABLE",
+            replace=True,
+            expression=sqlglot.parse_one(sql, read="bigquery"),
+            properties=exp.Properties(
+                expressions=[exp.ClusterProperty(expressions=[exp.column(c) for c in SLICE_COLUMNS])]
+            ),
+        ).sql(dialect="bigquery")
+        done = self._job(ctas, params, job, valid=lambda _job: self._get_table(name) is not None)
+        elapsed = int((time.monotonic() - t0) * 1000)
+        if done.started and done.ended:
+            elapsed = int((done.ended - done.started).total_seconds() * 1000)
+        table = self._get_table(name)
+        return QueryStats(
+            job_id=str(done.job_id),
+            bytes_processed=_int(done.total_bytes_processed),
+            bytes_billed=_int(done.total_bytes_billed),
+            slot_ms=_int(done.slot_millis),
+            query_ms=elapsed,
+            rows=_int(table.num_rows) if table is not None else None,
+        )
+
+    def result_exists(self, name: str) -> bool:
+        """True when the run's result table exists (it expires after GUARDIAN_SALES__RESULTS_EXPIRATION_HOURS)."""
+        return self._get_table(name) is not None
+
+    def result_bytes(self, name: str) -> int:
+        """Logical bytes of the result table (what reading all of it once bills)."""
+        table = self._get_table(name)
+        return int(table.num_bytes or 0) if table is not None else 0
+
+    def result_table(self, name: str) -> exp.Table:
+        """The result table's fully qualified name."""
+        return exp.Table(
+            this=exp.to_identifier(name, quoted=True),
+            db=exp.to_identifier(self.results.dataset, quoted=True),
+            catalog=exp.to_identifier(self.results.project, quoted=True),
+        )
+
+    def result_schema(self, name: str) -> list[tuple[str, str]]:
+        """Column names and BigQuery types of the result table."""
+        table = self.client.get_table(self._table_id(name), retry=self._retry, timeout=self._timeout)
+        return [(f.name, f.field_type) for f in table.schema]
+
+    def query_one(self, bigquery_sql: str, params: Params, name: str, job: JobSpec) -> dict[str, Any]:
+        """Run a query server-side as a capped job; return its first row."""
+        done = self._job(bigquery_sql, params, job)
+        rows = list(done.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry))
+        return dict(rows[0].items()) if rows else {}
+
+    def query_rows(
+        self, bigquery_sql: str, params: Params, name: str, limit: int, job: JobSpec
+    ) -> tuple[list[str], list[list[Any]]]:
+        """Up to ``limit`` rows of a query on the result table (the bounded sheet output)."""
+        done = self._job(bigquery_sql, params, job)
+        result = done.result(timeout=float(self.settings.sales.job_timeout), retry=self._retry, max_results=limit)
+        names = [f.name for f in result.schema]
+        return names, [list(row.values()) for row in result]
+
+    def export(
+        self,
+        name: str,
+        slices: list[tuple[str, str, int]],
+        fmt: str,
+        storage: Storage,
+        stem: Callable[[str, str], str],
+        spec_for: SpecFor,
+    ) -> list[PartitionExport]:
+        """``EXPORT DATA`` of each slice straight from the clustered result to Cloud Storage.
+
+        Each job reads only its slice's blocks; file sizes and MD5s come from the storage's
+        object metadata, never from downloading the files.
+        """
+        options = (
+            "format = 'PARQUET', compression = 'ZSTD'"
+            if fmt == "parquet"
+            else "format = 'CSV', compression = 'GZIP', header = true"
+        )
+        parts = []
+        for country, brand, rows in slices:
+            key_stem = stem(country, brand)
+            pattern = storage.uri(f"{key_stem}-*.{extension(fmt)}")
+            if not pattern.startswith("gs://") or not _EXPORT_URI.match(pattern):
+                raise GuardianError(
+                    f"export destination {pattern} is not a gs:// URI BigQuery can write; "
+                    "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
+                )
+            # The URI is a literal by BigQuery's grammar; it is built from checked parts only
+            # (bucket and prefix from settings, codes from the allow-lists, a hex token) and
+            # matched against _EXPORT_URI above. The values of the slice are query parameters.
+            sql = (
+                f"EXPORT DATA OPTIONS (uri = '{pattern}', {options}, overwrite = true) AS "
+                f"SELECT * FROM {self.result_table(name).sql(dialect='bigquery')} "
+                "WHERE country_code = @country AND brand_code = @brand"
+            )
+            spec = spec_for(country, brand)
+            done = self._job(
+                sql,
+                {"country": ("STRING", country), "brand": ("STRING", brand)},
+                spec,
+                valid=_files_exist(storage, key_stem),
+            )
+            files = [
+                ExportedFile(key=key, uri=storage.uri(key), bytes=size, md5=md5)
+                for key in _slice_keys(storage, key_stem)
+                for size, md5 in [object_md5(storage, key)]
+            ]
+            part = PartitionExport(country, brand, rows, files, _export_rows(done))
+            if part.exported_rows is None:
+                part.exported_rows = _count_rows(storage, files, fmt)
+            if len(files) == 1:
+                files[0].rows = part.exported_rows
+            parts.append(part)
+        return parts
+
+    def expire_results(self, max_age_hours: int) -> None:
+        """Nothing to do: the results dataset's default table expiration deletes old results."""
+
+    def drop_result(self, name: str) -> None:
+        """Delete the run's result table (it would expire on its own)."""
+        from google.api_core import exceptions as gexc
+
+        with contextlib.suppress(gexc.GoogleAPIError):
+            self.client.delete_table(self._table_id(name), not_found_ok=True, retry=self._retry, timeout=self._timeout)
+
+
+def _files_exist(storage: Storage, key_stem: str) -> Callable[[Any], bool]:
+    """A reattached export job is still valid only while its files are there."""
+    return lambda _job: bool(_slice_keys(storage, key_stem))
+
+
+def _slice_keys(storage: Storage, key_stem: str) -> list[str]:
+    folder, stem = key_stem.rsplit("/", 1)
+    return sorted(k for k in storage.list(folder + "/") if k.rsplit("/", 1)[1].startswith(stem + "-"))
+
+
+def object_md5(storage: Storage, key: str) -> tuple[int, str]:
+    """(size, hex MD5) of a stored object from the storage's own metadata.
+
+    On Cloud Storage that is the object resource's ``size`` and ``md5Hash``
+    (https://cloud.google.com/storage/docs/json_api/v1/objects#resource); a local folder
+    hashes the file where it lies.
+    """
+    import base64
+    import hashlib
+
+    bucket = getattr(storage, "_bucket", None)
+    name = getattr(storage, "_name", None)
+    if callable(bucket) and callable(name):
+        blob = bucket().get_blob(name(key))
+        if blob is not None and blob.md5_hash:
+            return int(blob.size), base64.b64decode(blob.md5_hash).hex()
+    path = getattr(storage, "_path", None)
+    if callable(path):
+        local = path(key)
+        digest = hashlib.md5(usedforsecurity=False)
+        with local.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(chunk)
+        return local.stat().st_size, digest.hexdigest()
+    data = storage.get(key)
+    return len(data), hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _count_rows(storage: Storage, files: list[ExportedFile], fmt: str) -> int | None:
+    """Rows in Parquet files from their footers (the statistics BigQuery gives are preferred)."""
+    if fmt != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    path = getattr(storage, "_path", None)
+    if not callable(path):
+        return None
+    return sum(int(pq.ParquetFile(path(f.key)).metadata.num_rows) for f in files)
+
+
+def _export_rows(job: Any) -> int | None:
+    # statistics.query.exportDataStatistics.rowCount of an EXPORT DATA job
+    # (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics).
+    stats = (getattr(job, "_properties", {}) or {}).get("statistics", {}).get("query", {})
+    count = (stats.get("exportDataStatistics") or {}).get("rowCount")
+    return int(count) if count is not None else None
+
+
+def _reasons(exc: Exception) -> set[str]:
+    return {str(err.get("reason")) for err in getattr(exc, "errors", None) or [] if isinstance(err, dict)}
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def query_parameters(params: Params) -> list[Any]:
+    """BigQuery typed query parameters from (type, value) pairs."""
+    from google.cloud import bigquery
+
+    out: list[Any] = []
+    for name, (kind, value) in params.items():
+        if kind.startswith("ARRAY<"):
+            out.append(bigquery.ArrayQueryParameter(name, kind[6:-1], list(value)))
+        else:
+            out.append(bigquery.ScalarQueryParameter(name, kind, value))
+    return out
+
+
+def _translate(exc: Exception, limit: int | None) -> GuardianError:
+    text = _first_line(exc)
+    if "bytesBilledLimitExceeded" in _reasons(exc) or "bytesBilledLimitExceeded" in text:
+        return CostLimitExceeded(
+            f"BigQuery refused the job: over maximum_bytes_billed {format_bytes(limit)} ({text}); "
+            "narrow the request or raise GUARDIAN_SALES__MAX_BYTES_BILLED"
+        )
+    return QueryFailed(f"BigQuery: {text}")
+
+
+def make_client(settings: Settings) -> Any:
+    """A BigQuery client: the emulator endpoint with anonymous credentials, else default credentials."""
+    from google.cloud import bigquery
+
+    cfg = settings.sales
+    if cfg.bigquery_endpoint:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(
+            project=cfg.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=cfg.bigquery_endpoint),
+            location=cfg.location,
+        )
+    try:
+        return bigquery.Client(project=cfg.project, location=cfg.location)
+    except Exception as exc:  # google.auth raises several types when no credentials exist
+        raise IntegrationError(
+            f"no BigQuery credentials ({_first_line(exc)}); set GOOGLE_APPLICATION_CREDENTIALS "
+            "or the google_cloud_default connection"
+        ) from exc
+
+
+def dry_run_check(settings: Settings, client: Any | None = None) -> str:
+    """``guardian doctor``: dry-run a query touching one day of the sales table; one line."""
+    warehouse = BigQueryWarehouse.from_settings(settings, client)
+    today = date.today()
+    sql = f"SELECT COUNT(entry_no) AS n FROM {warehouse.source.node().sql(dialect='bigquery')} WHERE sale_date = @day"
+    estimate = warehouse.dry_run(sql, {"day": ("DATE", today)})
+    return (
+        f"BigQuery dry run on {warehouse.source} ok ({format_bytes(estimate.bytes)} for one day; "
+        f"limit {format_bytes(settings.sales.max_bytes_billed)})"
+    )
