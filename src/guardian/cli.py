@@ -44,6 +44,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("sheets", "guardian.sheets.cli"),
     ("sandbox", "guardian.sandbox.cli"),
     ("health", "guardian.monitoring.cli"),
+    ("web", "guardian.web.cli"),
 ]
 
 

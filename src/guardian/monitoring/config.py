@@ -92,12 +92,23 @@ class WebSettings(Section):
     )
     users: CsvList = Field(
         default_factory=list,
-        description="Standalone UI users as name:env:VAR entries (password in that env var).",
+        description="Standalone UI users as name:role:env:VAR entries (role viewer, operator, approver or admin; "
+        "the env var holds an argon2 hash from `guardian web hash-password`).",
     )
     metrics_token_ref: SecretRef | None = Field(
-        None, description="Secret reference of a bearer token /metrics requires (unset: /metrics is open to scrapers)."
+        None, description="Secret reference of the bearer token /metrics requires (unset: /metrics answers 401)."
     )
     session_max_age: int = Field(8 * 3600, ge=60, description="Seconds a standalone UI login stays valid.")
+    secure_cookies: bool = Field(
+        True, description="Mark the session cookie Secure (HTTPS only); turn off only for local plain-http use."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user name within login_window before logins answer 429."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins per client address within login_window before logins answer 429."
+    )
+    login_window: int = Field(900, ge=1, description="Seconds over which failed logins are counted.")
     airflow_ui_url: str | None = Field(
         None, description="Airflow UI base URL for links from the Guardian UI (default: GUARDIAN_NOTIFY__UI_BASE_URL)."
     )
