@@ -53,6 +53,14 @@ class StoreSettings(Section):
     )
     password_ref: SecretRef | None = Field(None, description="Secret reference of the store password (PostgreSQL).")
     pool_size: int = Field(5, ge=1, le=100, description="Connection pool size (PostgreSQL).")
+    owner_user: str | None = Field(
+        None,
+        description="PostgreSQL role that owns the tables and runs migrations (`guardian db upgrade`); the URL's "
+        "user then gets INSERT and SELECT only on audit_log. Unset: the URL's user owns everything (dev).",
+    )
+    owner_password_ref: SecretRef | None = Field(
+        None, description="Secret reference of the owner role's password (give it to the migration job only)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -73,6 +81,21 @@ class StoreSettings(Section):
         if url.password:
             raise ValueError("the URL holds a password; remove it and set GUARDIAN_STORE__PASSWORD_REF=env:VAR")
         return value
+
+
+class AuditSettings(Section):
+    """Keys and anchors that make the audit log tamper-evident to the database's owner."""
+
+    hmac_key_ref: SecretRef | None = Field(
+        None,
+        description="Secret reference of the audit HMAC key (32+ random bytes, kept outside the database); "
+        "unset: rows are hash-chained only.",
+    )
+    anchor_root: str | None = Field(
+        None,
+        description="Write-once storage folder for chain-head anchors, gs://bucket/prefix or file:///path "
+        "(default: <storage root>/audit-anchors).",
+    )
 
 
 class StorageSettings(Section):
@@ -129,6 +152,7 @@ class Settings(BaseSettings):
     )
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    audit: AuditSettings = Field(default_factory=AuditSettings)  # type: ignore[arg-type]
     looker: LookerSettings = Field(default_factory=LookerSettings)  # type: ignore[arg-type]
     sales: SalesSettings = Field(default_factory=SalesSettings)  # type: ignore[arg-type]
     sheets: SheetsSettings = Field(default_factory=SheetsSettings)  # type: ignore[arg-type]

@@ -297,7 +297,7 @@ def create_app(
     def audit_verify_page(request: Request, user: Reader) -> Response:
         from guardian import audit
 
-        report = audit.verify(store())
+        report = audit.verify(store(), settings=settings)
         return render(
             request,
             "audit.html",
@@ -411,7 +411,7 @@ def create_app(
     def api_audit_verify(user: Reader) -> dict[str, Any]:
         from guardian import audit
 
-        report = audit.verify(store())
+        report = audit.verify(store(), settings=settings)
         return {"ok": report.ok, "rows": report.rows, "first_bad_seq": report.first_bad_seq, "reason": report.reason}
 
     @app.get("/api/looker", tags=["looker"], summary="Latest plan, trashed and purged dashboards, backups")

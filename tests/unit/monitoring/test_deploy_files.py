@@ -36,8 +36,8 @@ def test_dashboard_and_rules_use_metrics_the_ui_exports(monkeypatch) -> None:  #
     from guardian.store import get_store
     from guardian.web.app import create_app
 
-    monkeypatch.setenv("P", "pw-pw-pw")
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "a:env:P")
+    monkeypatch.setenv("SCRAPE", "scrape-token")
+    monkeypatch.setenv("GUARDIAN_WEB__METRICS_TOKEN_REF", "env:SCRAPE")
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", "9")
     settings = load_settings()
@@ -58,7 +58,7 @@ def test_dashboard_and_rules_use_metrics_the_ui_exports(monkeypatch) -> None:  #
     exported = set(
         re.findall(
             r"^(guardian_[a-z0-9_]+?)(?:_total|_created)?(?:\{| )",
-            TestClient(create_app(settings)).get("/metrics").text,
+            TestClient(create_app(settings)).get("/metrics", headers={"Authorization": "Bearer scrape-token"}).text,
             re.M,
         )
     )
