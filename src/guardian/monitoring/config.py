@@ -43,6 +43,11 @@ class NotifySettings(Section):
         description="Critical DAGs whose failures also go to Slack ('*' for every DAG); email covers all DAGs.",
     )
     alert_on_retry: bool = Field(False, description="Also email when a task is retried (not only when it fails).")
+    outbox_expiry_hours: float = Field(
+        24, gt=0, description="Hours a threshold alert's delivery is retried before it is marked expired."
+    )
+    outbox_backoff_seconds: float = Field(60, gt=0, description="First retry delay of an undelivered alert.")
+    outbox_backoff_max: float = Field(3600, gt=0, description="Longest retry delay of an undelivered alert.")
 
 
 class MonitoringSettings(Section):

@@ -310,6 +310,27 @@ def recent_runs(store: Store, limit: int = 20, dag_id: str | None = None) -> lis
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def baseline_durations(store: Store, dag_id: str, before: datetime, *, days: int = 30) -> list[float]:
+    """Durations of the DAG's successful runs that ended in the ``days`` before ``before`` (exclusive).
+
+    The slow-run check compares a run with these: the run it judges is never part of its own baseline.
+    """
+    before = _utc(before)
+    with store.read() as conn:
+        return [
+            float(r[0])
+            for r in conn.execute(
+                select(dag_runs.c.duration_s).where(
+                    dag_runs.c.dag_id == dag_id,
+                    dag_runs.c.state == "success",
+                    dag_runs.c.duration_s.is_not(None),
+                    dag_runs.c.end_date >= before - timedelta(days=days),
+                    dag_runs.c.end_date < before,
+                )
+            )
+        ]
+
+
 def last_finished_states(store: Store, dag_id: str, n: int) -> list[str]:
     """States of the DAG's last n finished runs, newest first."""
     with store.read() as conn:

@@ -173,7 +173,14 @@ def deliver(
     for r in results:
         if not r.delivered:
             log.error("guardian: %s alert %r not delivered: %s", r.channel, message.subject, r.error)
-    if store is not None and results:
+    if store is not None:
+        record_deliveries(store, message, results)
+    return results
+
+
+def record_deliveries(store: Store, message: Message, results: list[Delivery]) -> None:
+    """Keep every delivery attempt (the Overview page's "deliveries" and /metrics count them); never raises."""
+    if results:
         try:
             now = datetime.now(UTC)
             with store.read() as conn:
@@ -194,7 +201,6 @@ def deliver(
                 )
         except Exception:
             log.exception("guardian: could not record alert deliveries")
-    return results
 
 
 def slack_wanted(settings: Settings, dag_id: str | None) -> bool:

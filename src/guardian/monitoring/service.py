@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from guardian.monitoring import alerts as alerts_mod
+from guardian.monitoring import outbox
 from guardian.monitoring.health import (
     DagHealth,
     RunRecord,
@@ -24,7 +25,7 @@ from guardian.monitoring.health import (
     save_snapshots,
     upsert_runs,
 )
-from guardian.monitoring.messages import Delivery, deliver, slack_wanted, threshold_message
+from guardian.monitoring.messages import Delivery
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
@@ -120,12 +121,10 @@ def run_health_check(
         quality_failures=quality_failures(store, settings.monitoring.quality_window_hours, now),
         audit_problem=None if verify.ok else verify.reason,
     )
-    transitions = alerts_mod.reconcile(store, conditions, now)
+    transitions = alerts_mod.reconcile(store, conditions, now, settings=settings if notify else None)
     report = HealthReport(collected, summaries, conditions, transitions)
     if notify:
-        for t in transitions:
-            c = t.condition
-            message = threshold_message(kind=c.kind, key=c.key, dag_id=c.dag_id, message=c.message, started=t.started)
-            report.deliveries += deliver(settings, message, slack=slack_wanted(settings, c.dag_id), store=store)
+        # This run's transitions and any earlier delivery that failed and is due again.
+        report.deliveries += outbox.drain(settings, store, now)
     report.pruned = prune(store, settings.monitoring.history_days, now)
     return report

@@ -180,3 +180,85 @@ def test_airflow_connections_carry_smtp_and_slack_when_settings_do_not(
     assert [(d.channel, d.delivered) for d in outcome["deliveries"]] == [("email", True), ("slack", True)]
     assert len(smtp.messages) == 1 and slack.paths == ["/services/T1/B2/tok3n"]
     assert "tok3n" not in json.dumps(slack.payloads)
+
+
+def _flapping_runs(now: datetime) -> list[RunRecord]:
+    out = []
+    for i in range(10):
+        end = now - timedelta(minutes=5 * (100 - i))
+        out.append(
+            RunRecord("google_sheet_trigger_dag", f"r{i}", "failed" if i % 2 else "success", end - timedelta(30), end)
+        )
+    return out
+
+
+def test_smtp_down_for_two_health_runs_the_alert_arrives_once_on_the_third(monkeypatch: Any) -> None:
+    smtp = SmtpReceiver().start()
+    port = smtp.port
+    smtp.stop()  # down
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(port))
+    monkeypatch.setenv("GUARDIAN_MONITORING__EXPECTED_INTERVALS", "")
+    settings = load_settings()
+    store = get_store(settings)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    first = run_health_check(settings, store, _flapping_runs(now), now=now)
+    assert [t.started for t in first.transitions] == [True]
+    assert [(d.channel, d.delivered) for d in first.deliveries] == [("email", False)]
+    second = run_health_check(settings, store, [], now=now + timedelta(hours=1))
+    assert second.transitions == [] and [d.delivered for d in second.deliveries] == [False]
+    from guardian.monitoring import outbox
+
+    [pending] = outbox.undelivered(store)
+    assert pending["attempts"] == 2 and pending["expired_at"] is None and "refused" in pending["last_error"]
+    smtp = SmtpReceiver(port=port).start()  # back
+    try:
+        third = run_health_check(settings, store, [], now=now + timedelta(hours=2))
+        fourth = run_health_check(settings, store, [], now=now + timedelta(hours=3))
+        assert [d.delivered for d in third.deliveries] == [True] and fourth.deliveries == []
+        assert len(smtp.messages) == 1 and "ALERT" in smtp.messages[0]["Subject"]
+        assert outbox.undelivered(store) == []
+    finally:
+        smtp.stop()
+
+
+def test_an_alert_no_server_takes_expires_and_stays_visible(monkeypatch: Any) -> None:
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", "9")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__OUTBOX_EXPIRY_HOURS", "2")
+    monkeypatch.setenv("GUARDIAN_MONITORING__EXPECTED_INTERVALS", "")
+    settings = load_settings()
+    store = get_store(settings)
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    run_health_check(settings, store, _flapping_runs(now), now=now)
+    for hours in (1, 2, 3):
+        run_health_check(settings, store, [], now=now + timedelta(hours=hours))
+    from guardian.monitoring import outbox
+
+    [row] = outbox.undelivered(store)
+    assert row["expired_at"] is not None and row["attempts"] == 3  # tried at 0 h, 1 h, 2 h; expired at 2 h
+    assert outbox.counts(store) == {("email", "expired"): 1}
+
+
+def test_undelivered_alerts_show_on_the_overview_and_in_metrics(monkeypatch: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from guardian.web.app import create_app
+    from guardian.web.auth import hash_password
+
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", "9")
+    monkeypatch.setenv("GUARDIAN_MONITORING__EXPECTED_INTERVALS", "")
+    monkeypatch.setenv("UI_HASH", hash_password("viewer password!"))
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "v:viewer:env:UI_HASH")
+    monkeypatch.setenv("SCRAPE", "scrape")
+    monkeypatch.setenv("GUARDIAN_WEB__METRICS_TOKEN_REF", "env:SCRAPE")
+    settings = load_settings()
+    now = datetime.now(UTC)
+    run_health_check(settings, get_store(settings), _flapping_runs(now), now=now)
+    client = TestClient(create_app(settings), base_url="https://testserver")
+    metrics = client.get("/metrics", headers={"Authorization": "Bearer scrape"}).text
+    assert 'guardian_alerts_undelivered{channel="email",state="pending"} 1.0' in metrics
+    client.post("/login", data={"username": "v", "password": "viewer password!"})
+    page = client.get("/").text
+    assert 'id="undelivered"' in page and "failure_rate:google_sheet_trigger_dag" in page and "retrying" in page
