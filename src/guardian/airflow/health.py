@@ -34,3 +34,17 @@ def collect(settings: Settings, store: Store) -> dict[str, Any]:
         source = "metadb"
     stored = upsert_runs(store, runs, source=source)
     return {"source": source, "dag_ids": dag_ids, "runs_seen": len(runs), "stored": stored}
+
+
+def evaluate(dag_ids: list[str], collected: int) -> dict[str, Any]:
+    """The DAG's evaluate step: snapshot health, alert transitions into the outbox, deliver through Airflow's hooks."""
+    from guardian.airflow.dagkit import task_settings
+    from guardian.airflow.delivery import AirflowTransport
+    from guardian.monitoring.service import run_health_check
+    from guardian.store import get_store
+
+    settings = task_settings()
+    report = run_health_check(settings, get_store(settings), dag_ids=dag_ids, transport=AirflowTransport())
+    report.collected = collected
+    print(report.text())
+    return report.as_dict()

@@ -20,6 +20,7 @@ from guardian.monitoring.health import DagHealth, _utc, baseline_durations, last
 from guardian.monitoring.tables import alerts
 
 if TYPE_CHECKING:
+    from guardian.monitoring.messages import Transport
     from guardian.settings import Settings
     from guardian.store import Store
 
@@ -182,7 +183,12 @@ def alert_history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def reconcile(
-    store: Store, conditions: Iterable[Condition], now: datetime | None = None, *, settings: Settings | None = None
+    store: Store,
+    conditions: Iterable[Condition],
+    now: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+    transport: Transport | None = None,
 ) -> list[Transition]:
     """Open alerts for new conditions, clear those that no longer hold; return only the changes.
 
@@ -238,5 +244,6 @@ def reconcile(
                     message=message,
                     slack=slack_wanted(settings, c.dag_id),
                     now=now,
+                    transport=transport,
                 )
     return transitions

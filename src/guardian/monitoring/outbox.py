@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from guardian.logging import mask_text
-from guardian.monitoring.messages import Delivery, Message, record_deliveries
+from guardian.monitoring.messages import Delivery, Message, NotifyTransport, Transport, record_deliveries
 from guardian.monitoring.tables import alert_outbox
 
 if TYPE_CHECKING:
@@ -31,20 +31,27 @@ log = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=5)
 
 
-def channels(settings: Settings, *, slack: bool) -> list[str]:
+def channels(settings: Settings, *, slack: bool, transport: Transport | None = None) -> list[str]:
     """The channels an alert goes to: email when configured, Slack when wanted and configured."""
-    from guardian import notify
-
+    transport = transport or NotifyTransport()
     out = []
-    if notify.email_configured(settings):
+    if transport.email_configured(settings):
         out.append("email")
-    if slack and notify.slack_configured(settings):
+    if slack and transport.slack_configured(settings):
         out.append("slack")
     return out
 
 
 def enqueue(
-    conn: Connection, settings: Settings, *, alert_key: str, started: bool, message: Message, slack: bool, now: datetime
+    conn: Connection,
+    settings: Settings,
+    *,
+    alert_key: str,
+    started: bool,
+    message: Message,
+    slack: bool,
+    now: datetime,
+    transport: Transport | None = None,
 ) -> int:
     """Store one delivery row per channel inside the caller's transaction; return how many."""
     rows = [
@@ -60,7 +67,7 @@ def enqueue(
             "attempts": 0,
             "next_attempt_at": now,
         }
-        for channel in channels(settings, slack=slack)
+        for channel in channels(settings, slack=slack, transport=transport)
     ]
     if rows:
         conn.execute(insert(alert_outbox), rows)
@@ -72,20 +79,16 @@ def backoff(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-def _send(settings: Settings, channel: str, message: Message) -> None:
-    from guardian import notify
-
-    # One try per drain: the outbox's backoff across health checks is the retry.
-    if channel == "email":
-        notify.send_email(
-            settings, settings.notify.email_to, message.subject, message.text, html=message.html, attempts=1
-        )
-    else:
-        notify.send_slack(settings, message.slack_text, blocks=message.slack_blocks or None, attempts=1)
-
-
-def drain(settings: Settings, store: Store, now: datetime | None = None, limit: int = 100) -> list[Delivery]:
+def drain(
+    settings: Settings,
+    store: Store,
+    now: datetime | None = None,
+    limit: int = 100,
+    *,
+    transport: Transport | None = None,
+) -> list[Delivery]:
     """Try every due delivery once; mark delivered, reschedule with backoff, or expire. Never raises."""
+    transport = transport or NotifyTransport()
     cfg = settings.notify
     now = now or datetime.now(UTC)
     expiry = timedelta(hours=cfg.outbox_expiry_hours)
@@ -118,7 +121,11 @@ def drain(settings: Settings, store: Store, now: datetime | None = None, limit: 
         message = Message(**row.message)
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         try:
-            _send(settings, row.channel, message)
+            # One try per drain: the outbox's backoff across health checks is the retry.
+            if row.channel == "email":
+                transport.send_email(settings, message, attempts=1)
+            else:
+                transport.send_slack(settings, message, attempts=1)
         except Exception as exc:
             error = mask_text(str(exc))[:500]
             attempts = row.attempts + 1

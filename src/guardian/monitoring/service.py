@@ -25,7 +25,7 @@ from guardian.monitoring.health import (
     save_snapshots,
     upsert_runs,
 )
-from guardian.monitoring.messages import Delivery
+from guardian.monitoring.messages import Delivery, Transport
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
@@ -97,6 +97,7 @@ def run_health_check(
     dag_ids: Iterable[str] | None = None,
     now: datetime | None = None,
     notify: bool = True,
+    transport: Transport | None = None,
 ) -> HealthReport:
     """Store the collected runs, snapshot every DAG's health and deliver alert transitions."""
     from guardian import audit
@@ -121,10 +122,12 @@ def run_health_check(
         quality_failures=quality_failures(store, settings.monitoring.quality_window_hours, now),
         audit_problem=None if verify.ok else verify.reason,
     )
-    transitions = alerts_mod.reconcile(store, conditions, now, settings=settings if notify else None)
+    transitions = alerts_mod.reconcile(
+        store, conditions, now, settings=settings if notify else None, transport=transport
+    )
     report = HealthReport(collected, summaries, conditions, transitions)
     if notify:
         # This run's transitions and any earlier delivery that failed and is due again.
-        report.deliveries += outbox.drain(settings, store, now)
+        report.deliveries += outbox.drain(settings, store, now, transport=transport)
     report.pruned = prune(store, settings.monitoring.history_days, now)
     return report

@@ -168,7 +168,16 @@ def test_airflow_connections_carry_smtp_and_slack_when_settings_do_not(
     import json
 
     monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port})
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        # Airflow's semantics: SSL and STARTTLS are on unless the connection turns them off.
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 1, "timeout": 10},
+            }
+        ),
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_SLACK_DEFAULT",
@@ -180,6 +189,10 @@ def test_airflow_connections_carry_smtp_and_slack_when_settings_do_not(
     assert [(d.channel, d.delivered) for d in outcome["deliveries"]] == [("email", True), ("slack", True)]
     assert len(smtp.messages) == 1 and slack.paths == ["/services/T1/B2/tok3n"]
     assert "tok3n" not in json.dumps(slack.payloads)
+    import os
+
+    # Nothing secret was copied into the environment of the process.
+    assert not [k for k, v in os.environ.items() if "tok3n" in v and k != "AIRFLOW_CONN_SLACK_DEFAULT"]
 
 
 def _flapping_runs(now: datetime) -> list[RunRecord]:
