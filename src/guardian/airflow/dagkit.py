@@ -62,7 +62,7 @@ def task_settings() -> Settings:
 
     Also points the Sheets client at the ``google_cloud_default`` connection's credentials.
     """
-    from guardian.airflow.sheets import install as use_google_cloud_default_for_sheets
+    from guardian.airflow.google import install as use_google_cloud_default_for_sheets
     from guardian.settings import load_settings
 
     # Integrations whose credentials come from Airflow connections inside tasks are wired here,

@@ -22,16 +22,12 @@ def metadata_db_url() -> str:
 
 def collect(settings: Settings, store: Store) -> dict[str, Any]:
     """Store the runs updated since the last collection; return the source, DAG ids and count."""
-    from guardian.monitoring.airflow_api import AirflowApi, collect_from_database, default_since
+    from guardian.monitoring.airflow_api import collect_runs, default_since
     from guardian.monitoring.health import last_collected, upsert_runs
 
     since = default_since(last_collected(store), settings.monitoring.history_days)
-    if settings.monitoring.airflow_api_url:
-        api = AirflowApi.from_settings(settings)
-        dag_ids, runs, source = api.dags(), api.runs_since(since), f"api-{api.version}"
-    else:
-        dag_ids, runs = collect_from_database(metadata_db_url(), since)
-        source = "metadb"
+    metadb = None if settings.monitoring.airflow_api_url else metadata_db_url()
+    dag_ids, runs, source = collect_runs(settings, since, metadata_db_url=metadb)
     stored = upsert_runs(store, runs, source=source)
     return {"source": source, "dag_ids": dag_ids, "runs_seen": len(runs), "stored": stored}
 

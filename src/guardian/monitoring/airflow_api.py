@@ -229,3 +229,21 @@ def default_since(last: datetime | None, history_days: int) -> datetime:
     if last is None:
         return now - timedelta(days=history_days)
     return min(last, now) - timedelta(hours=2)
+
+
+def collect_runs(
+    settings: Settings, since: datetime, *, metadata_db_url: str | None = None
+) -> tuple[list[str], list[RunRecord], str]:
+    """The one place that chooses where runs come from: (dag ids, runs, source).
+
+    The REST API when GUARDIAN_MONITORING__AIRFLOW_API_URL is set and no metadata DB URL is
+    forced, else the metadata DB when its URL is known, else nothing ("store": summarise what
+    is already stored). The CLI and the guardian_health DAG both call this.
+    """
+    if settings.monitoring.airflow_api_url and not metadata_db_url:
+        api = AirflowApi.from_settings(settings)
+        return api.dags(), api.runs_since(since), f"api-{api.version}"
+    if metadata_db_url:
+        dag_ids, runs = collect_from_database(metadata_db_url, since)
+        return dag_ids, runs, "metadb"
+    return [], [], "store"

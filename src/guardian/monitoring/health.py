@@ -159,7 +159,7 @@ def upsert_runs(store: Store, runs: Iterable[RunRecord], *, source: str) -> int:
 
 def record_task_usage(store: Store, usage: TaskUsage) -> None:
     """Store the resource use of one task try."""
-    with store.read() as conn:
+    with store.write() as conn:
         conn.execute(insert(task_usage).values(ts=datetime.now(UTC), **asdict(usage)))
 
 
@@ -277,7 +277,7 @@ def save_snapshots(store: Store, summaries: Iterable[DagHealth], now: datetime |
     ts = _utc(now or datetime.now(UTC))
     rows = [{"ts": ts, "dag_id": s.dag_id, "summary": s.as_dict()} for s in summaries]
     if rows:
-        with store.read() as conn:
+        with store.write() as conn:
             conn.execute(insert(health_snapshots), rows)
     return len(rows)
 
@@ -349,7 +349,7 @@ def prune(store: Store, history_days: int, now: datetime | None = None) -> int:
     """Drop runs, snapshots and task usage older than history_days; return rows removed."""
     cutoff = _utc(now or datetime.now(UTC)) - timedelta(days=history_days)
     removed = 0
-    with store.read() as conn:
+    with store.write() as conn:
         removed += conn.execute(delete(dag_runs).where(dag_runs.c.end_date < cutoff)).rowcount or 0
         removed += conn.execute(delete(health_snapshots).where(health_snapshots.c.ts < cutoff)).rowcount or 0
         removed += conn.execute(delete(task_usage).where(task_usage.c.ts < cutoff)).rowcount or 0

@@ -223,7 +223,7 @@ def record_deliveries(store: Store, message: Message, results: list[Delivery]) -
     if results:
         try:
             now = datetime.now(UTC)
-            with store.read() as conn:
+            with store.write() as conn:
                 conn.execute(
                     insert(notifications),
                     [
