@@ -7,14 +7,13 @@ each run's failed tasks and retry count.
 
 from __future__ import annotations
 
-import random
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from guardian.errors import ConfigError, IntegrationError
 from guardian.monitoring.health import RunRecord
+from guardian.retrying import Retry, with_retries
 
 if TYPE_CHECKING:
     import requests
@@ -76,24 +75,24 @@ class AirflowApi:
         import requests
 
         url = self.base + path
-        for attempt in range(1, self.attempts + 1):
+
+        def attempt() -> requests.Response:
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
-                if attempt == self.attempts:
-                    raise IntegrationError(
+                raise Retry(
+                    IntegrationError(
                         f"Airflow API {self.base} unreachable ({type(exc).__name__}); "
                         "check GUARDIAN_MONITORING__AIRFLOW_API_URL and that the API server runs"
-                    ) from exc
-            else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                if attempt == self.attempts:
-                    raise IntegrationError(
-                        f"Airflow API {path} failed after {attempt} tries (HTTP {response.status_code})"
                     )
-            time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")
+                ) from exc
+            if response.status_code != 429 and response.status_code < 500:
+                return response
+            raise Retry(
+                IntegrationError(f"Airflow API {path} failed after {self.attempts} tries (HTTP {response.status_code})")
+            )
+
+        return with_retries(attempt, attempts=self.attempts)
 
     @property
     def version(self) -> str:

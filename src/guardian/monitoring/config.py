@@ -23,8 +23,8 @@ class NotifySettings(Section):
         None,
         description="SMTP server; unset means email is not configured (the smtp_default connection inside Airflow).",
     )
-    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
-    smtp_starttls: bool = Field(False, description="Use STARTTLS.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (465: implicit TLS).")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS (needed to log in on a port other than 465).")
     smtp_user: str | None = Field(None, description="SMTP user name.")
     smtp_password_ref: SecretRef | None = Field(None, description="Secret reference of the SMTP password.")
     slack_webhook_ref: SecretRef | None = Field(None, description="Secret reference of the Slack incoming-webhook URL.")
