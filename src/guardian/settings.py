@@ -43,13 +43,17 @@ NESTED = "__"
 _META_VARS = {"GUARDIAN_ENV_FILE"}
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class StoreSettings(Section):
     """Where the Guardian store (audit log, plans, ledgers, run records) lives."""
 
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the store: sqlite:///path or postgresql+psycopg2://user@host/db "
-        "(default: SQLite file <data_dir>/guardian.db). Put no password here: use password_ref.",
+        description="SQLAlchemy URL of the store, the one setting tasks, CLI and UI read: sqlite:///path or "
+        "postgresql+psycopg2://user@host/db?sslmode=verify-full (user name URL-encoded; default: SQLite file "
+        "<data_dir>/guardian.db). Put no password here: use password_ref.",
     )
     password_ref: SecretRef | None = Field(None, description="Secret reference of the store password (PostgreSQL).")
     pool_size: int = Field(5, ge=1, le=100, description="Connection pool size (PostgreSQL).")
@@ -80,6 +84,9 @@ class StoreSettings(Section):
             raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
         if url.password:
             raise ValueError("the URL holds a password; remove it and set GUARDIAN_STORE__PASSWORD_REF=env:VAR")
+        sslmode = url.query.get("sslmode")
+        if sslmode is not None and sslmode not in _SSLMODES:
+            raise ValueError(f"sslmode={sslmode!r} is not one of {', '.join(_SSLMODES)} (libpq)")
         return value
 
 
