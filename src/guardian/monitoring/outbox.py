@@ -201,3 +201,20 @@ def counts(store: Store) -> dict[tuple[str, str], int]:
             ):
                 out[(str(channel), label)] = int(n)
     return out
+
+
+def prune(store: Store, history_days: int, now: datetime | None = None) -> int:
+    """Drop delivered or expired rows older than history_days; pending rows stay until they end."""
+    from sqlalchemy import delete
+
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=history_days)
+    with store.write() as conn:
+        return int(
+            conn.execute(
+                delete(alert_outbox).where(
+                    alert_outbox.c.created_at < cutoff,
+                    or_(alert_outbox.c.delivered_at.is_not(None), alert_outbox.c.expired_at.is_not(None)),
+                )
+            ).rowcount
+            or 0
+        )

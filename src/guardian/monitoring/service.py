@@ -129,5 +129,7 @@ def run_health_check(
     if notify:
         # This run's transitions and any earlier delivery that failed and is due again.
         report.deliveries += outbox.drain(settings, store, now, transport=transport)
-    report.pruned = prune(store, settings.monitoring.history_days, now)
+    report.pruned = prune(store, settings.monitoring.history_days, now) + outbox.prune(
+        store, settings.monitoring.history_days, now
+    )
     return report

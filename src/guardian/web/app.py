@@ -226,7 +226,11 @@ def create_app(
             return templates.TemplateResponse(
                 request,
                 "login.html",
-                {"next": next, "error": f"Too many failed logins: try again in {wait} s.", "root": ""},
+                {
+                    "next": next,
+                    "error": f"Too many failed logins: try again in {wait} s.",
+                    "root": request.scope.get("root_path", ""),
+                },
                 status_code=429,
                 headers={"Retry-After": str(wait)},
             )

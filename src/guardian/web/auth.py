@@ -189,13 +189,15 @@ def _sid_hash(sid: str) -> str:
 
 def open_session(store: Store, user: WebUser, max_age: int, client: str | None) -> str:
     """Create a session row for a logged-in user; return the random id the cookie carries."""
-    from sqlalchemy import insert
+    from sqlalchemy import delete, insert
 
     from guardian.store.schema import web_sessions
 
     sid = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     with store.write() as conn:
+        # Sessions that ended a day ago are of no use to anyone: the table stays small.
+        conn.execute(delete(web_sessions).where(web_sessions.c.expires_at < now - timedelta(days=1)))
         conn.execute(
             insert(web_sessions).values(
                 id_hash=_sid_hash(sid),
