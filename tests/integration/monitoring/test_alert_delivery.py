@@ -275,3 +275,97 @@ def test_undelivered_alerts_show_on_the_overview_and_in_metrics(monkeypatch: Any
     client.post("/login", data={"username": "v", "password": "viewer password!"})
     page = client.get("/").text
     assert 'id="undelivered"' in page and "failure_rate:google_sheet_trigger_dag" in page and "retrying" in page
+
+
+def test_outbox_delivers_every_transition_exactly_once_whatever_smtp_does(monkeypatch: Any) -> None:
+    """Invariant: no alert transition is ever emailed twice, and after an hourly health run with
+    SMTP up every earlier transition has been emailed exactly once."""
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+    from sqlalchemy import delete
+
+    from guardian.monitoring import outbox
+    from guardian.monitoring.alerts import Condition, reconcile
+    from guardian.monitoring.tables import alert_outbox, alerts, notifications
+
+    probe = SmtpReceiver().start()
+    port = probe.port
+    probe.stop()
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(port))
+    settings = load_settings()
+    store = get_store(settings)
+
+    class Outbox(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            with store.write() as conn:
+                for table in (alert_outbox, alerts, notifications):
+                    conn.execute(delete(table))
+            self.smtp: SmtpReceiver | None = None
+            self.now = datetime(2026, 11, 28, tzinfo=UTC)
+            self.holding: set[str] = set()
+            self.created: dict[tuple[str, str], int] = {}
+            self.up_since_last_transition = False
+
+        def received(self) -> dict[tuple[str, str], int]:
+            out: dict[tuple[str, str], int] = {}
+            for m in self.smtp.messages if self.smtp else []:
+                state, dag = str(m["Subject"]).split(": ", 1)[0].split()[-1], str(m["Subject"]).rsplit(" ", 1)[-1]
+                out[(dag, state)] = out.get((dag, state), 0) + 1
+            return {k: v + self.earlier.get(k, 0) for k, v in out.items()} | {
+                k: v for k, v in self.earlier.items() if k not in out
+            }
+
+        earlier: dict[tuple[str, str], int] = {}  # noqa: RUF012  (messages of receivers already stopped)
+
+        @rule(dag=st.sampled_from(["a", "b"]))
+        def condition_flips(self, dag: str) -> None:
+            self.holding ^= {dag}
+
+        @rule()
+        def smtp_up(self) -> None:
+            if self.smtp is None:
+                self.smtp = SmtpReceiver(port=port).start()
+
+        @rule()
+        def smtp_down(self) -> None:
+            if self.smtp is not None:
+                self.earlier = self.received()
+                self.smtp.stop()
+                self.smtp = None
+
+        @rule()
+        def hourly_health_run(self) -> None:
+            self.now += timedelta(hours=1)
+            conditions = [Condition(f"slow_run:{d}", "slow_run", f"{d} is slow", d, 1.0) for d in sorted(self.holding)]
+            for t in reconcile(store, conditions, self.now, settings=settings):
+                state = "ALERT" if t.started else "RESOLVED"
+                key = (str(t.condition.dag_id), state)
+                self.created[key] = self.created.get(key, 0) + 1
+            outbox.drain(settings, store, self.now)
+            self.up_since_last_transition = self.smtp is not None
+
+        @invariant()
+        def never_twice_and_all_after_an_up_run(self) -> None:
+            got = self.received()
+            for key, n in got.items():
+                assert n <= self.created.get(key, 0), (key, n, self.created)
+            if self.up_since_last_transition:
+                assert got == {k: v for k, v in self.created.items() if v}, (got, self.created)
+
+        def teardown(self) -> None:
+            if self.smtp is not None:
+                self.smtp.stop()
+            type(self).earlier = {}
+
+    Outbox.TestCase.settings = hsettings(
+        max_examples=12,
+        stateful_step_count=14,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    Outbox.TestCase().runTest()
