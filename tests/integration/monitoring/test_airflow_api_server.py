@@ -217,3 +217,40 @@ def test_plugin_checks_roles_through_airflows_auth_manager(api_server: dict[str,
     assert httpx.get(base + "/guardian/metrics", headers={"Authorization": f"Bearer {viewer}"}).status_code == 401
     page = httpx.get(base + "/guardian/", cookies={"_token": viewer})
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+
+
+def test_every_plugin_route_with_a_viewer_and_an_operator(api_server: dict[str, Any]) -> None:
+    """The routes come from the app itself: a route added later is walked as soon as it declares its permission."""
+    from fastapi.routing import APIRoute
+
+    from guardian.settings import load_settings
+    from guardian.web.app import PUBLIC_ROUTES, create_app, route_permission
+    from guardian.web.auth import Permission
+
+    base = api_server["base"]
+    granted = {"monitor": {Permission.READ}, "operator": {Permission.READ, Permission.RESTORE}}
+    passwords = {"monitor": PASSWORD, "operator": OP_PASSWORD}
+    routes = [r for r in create_app(load_settings(), user_resolver=_no_user).routes if isinstance(r, APIRoute)]
+    walked = 0
+    for user, perms in granted.items():
+        answer = httpx.post(base + "/auth/token", json={"username": user, "password": passwords[user]})
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        for route in routes:
+            needed = route_permission(route)
+            if route.path in PUBLIC_ROUTES or needed is None:
+                continue
+            url = base + "/guardian" + re.sub(r"\{[^}]+\}", "x", route.path)
+            for method in route.methods:
+                data = {"dashboard_id": "1", "confirm": "1"} if method != "GET" else None
+                params = {"dashboard_id": "1"} if method == "GET" else None
+                status = httpx.request(method, url, headers=headers, data=data, params=params, timeout=60).status_code
+                walked += 1
+                if needed in perms:
+                    assert status not in (401, 403), (user, method, route.path, status)
+                else:
+                    assert status == 403, (user, method, route.path, status)
+    assert walked >= 2 * 15
+
+
+async def _no_user(_request: Any) -> None:
+    return None
