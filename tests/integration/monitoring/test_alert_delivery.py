@@ -369,3 +369,31 @@ def test_outbox_delivers_every_transition_exactly_once_whatever_smtp_does(monkey
         suppress_health_check=list(HealthCheck),
     )
     Outbox.TestCase().runTest()
+
+
+def test_smtp_default_keeps_airflows_tls_semantics(smtp: SmtpReceiver, monkeypatch: Any) -> None:
+    """SSL unless disable_ssl, STARTTLS unless disable_tls: a server without TLS gets no message
+    and no login, instead of a password in clear."""
+    import json
+
+    def connection(**extra: Any) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SMTP_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "login": "alerts",
+                    "password": "smtp-secret-9",
+                    "extra": {"retry_limit": 1, "timeout": 2, **extra},
+                }
+            ),
+        )
+
+    for extra in ({}, {"disable_ssl": True}):  # implicit SSL; then STARTTLS the server does not offer
+        connection(**extra)
+        outcome = alert(_failing_context("x"), "failure")
+        assert [(d.channel, d.delivered) for d in outcome["deliveries"]] == [("email", False)], extra
+        assert "smtp-secret-9" not in json.dumps([d.error for d in outcome["deliveries"]])
+    assert smtp.messages == []
