@@ -1,9 +1,10 @@
 """Audit chain write throughput on real PostgreSQL, against a plain-insert baseline.
 
 What the hash chain costs: each append takes the chain lock, reads the head and hashes the
-row (and, with GUARDIAN_AUDIT__HMAC_KEY_REF, MACs it: the "keyed" column). The baseline inserts the same rows into an unchained copy of the table, one transaction
-per row as well. Both run in the same process on the same database, with 1 and with N writer
-processes, and the script prints rows per second and the ratio.
+row (and, with GUARDIAN_AUDIT__HMAC_KEY_REF, MACs it: the "keyed" column). The baseline
+inserts the same rows into an unchained copy of the table, one transaction per row as well.
+Both run in the same process on the same database, with 1 and with N writer processes, and
+the script prints rows per second and the ratios.
 
     .venv/bin/python benchmarks/audit_chain.py [--rows 500] [--writers 8] [--quick]
 """
