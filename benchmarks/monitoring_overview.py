@@ -164,7 +164,8 @@ def _time_requests(settings: Any, n: int) -> dict[str, tuple[float, float]]:
 
     server = _Server(create_app(settings))
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
+        headers = {"Authorization": "Bearer bench-metrics-token"}  # /metrics needs its token; pages ignore it
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30, headers=headers) as client:
             r = client.post("/login", data={"username": "bench", "password": "bench-password", "next": "/"})
             assert r.status_code in (200, 303), r.status_code
             out = {}
@@ -212,8 +213,13 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="guardian-bench-"))
     os.environ["GUARDIAN_DATA_DIR"] = str(tmp)
-    os.environ["BENCH_UI_PASSWORD"] = "bench-password"
-    os.environ["GUARDIAN_WEB__USERS"] = "bench:env:BENCH_UI_PASSWORD"
+    from guardian.web.auth import hash_password
+
+    os.environ["BENCH_UI_HASH"] = hash_password("bench-password")
+    os.environ["GUARDIAN_WEB__USERS"] = "bench:viewer:env:BENCH_UI_HASH"
+    os.environ["GUARDIAN_WEB__SECURE_COOKIES"] = "false"  # plain http on 127.0.0.1
+    os.environ["BENCH_METRICS_TOKEN"] = "bench-metrics-token"
+    os.environ["GUARDIAN_WEB__METRICS_TOKEN_REF"] = "env:BENCH_METRICS_TOKEN"
     from guardian.settings import load_settings
     from guardian.store import get_store
 

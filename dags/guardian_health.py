@@ -56,15 +56,10 @@ def guardian_health() -> None:
 
     @task
     def evaluate_alerts(collected: dict[str, Any]) -> dict[str, Any]:
-        from guardian.airflow import lineage
-        from guardian.monitoring.service import run_health_check
-        from guardian.store import get_store
+        from guardian.airflow import health, lineage
 
-        settings = dagkit.task_settings()
         dag_ids = [str(d) for d in collected.get("dag_ids") or []]
-        report = run_health_check(settings, get_store(settings), dag_ids=dag_ids)
-        report.collected = int(str(collected.get("stored") or 0))
-        print(report.text())
+        result = health.evaluate(dag_ids, int(str(collected.get("stored") or 0)))
         lineage.report(
             inputs=[
                 "guardian://store/monitoring_dag_runs",
@@ -73,7 +68,7 @@ def guardian_health() -> None:
             ],
             outputs=["guardian://store/monitoring_health_snapshots", "guardian://store/monitoring_alerts"],
         )
-        return report.as_dict()
+        return result
 
     evaluate_alerts(collect_runs())
 

@@ -1,29 +1,41 @@
-"""Append-only, hash-chained audit log.
+"""Append-only, hash-chained, keyed audit log.
 
 Every row stores the SHA-256 of its canonical JSON, which includes the previous row's hash,
 so editing, deleting or reordering a row breaks the chain from that row on and
 :func:`verify` names it. Writers serialise on the chain head (an advisory lock on
 PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent Celery workers never fork it. The
 database refuses UPDATE and DELETE on the table (triggers, see migration 0001).
+
+A plain hash chain can be recomputed by anyone who can write the table. So, when
+``GUARDIAN_AUDIT__HMAC_KEY_REF`` is set, every row also carries ``mac``, an HMAC-SHA256 of
+its hash under a key that lives outside the database: whoever rewrites rows and re-hashes the
+rest cannot make their MACs. And :func:`anchor` writes the chain head, MAC'd, to write-once
+object storage: a cut tail (the newest rows deleted) leaves a chain that is valid on its own,
+and only the anchor shows that rows are missing. :func:`verify` checks all three.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import hmac
 import json
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
+from guardian.errors import SafetyGateTripped
 from guardian.store import Store, get_store
 from guardian.store.schema import audit_log
+
+if TYPE_CHECKING:
+    from guardian.settings import Settings
 
 GENESIS = "0" * 64
 _CHAIN_LOCK_KEY = 0x61756469  # "audi": any constant shared by every guardian process
@@ -51,6 +63,7 @@ class AuditEvent:
     context: dict[str, Any]
     prev_hash: str
     hash: str
+    mac: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (used by exports and the web UI)."""
@@ -66,6 +79,7 @@ class AuditEvent:
             "context": self.context,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "mac": self.mac,
         }
 
 
@@ -79,6 +93,8 @@ class VerifyReport:
     reason: str | None = None
     head_hash: str = GENESIS
     problems: list[str] = field(default_factory=list)
+    keyed: bool = False
+    anchor_seq: int | None = None
 
 
 def canonical_json(value: Any) -> str:
@@ -227,8 +243,10 @@ def append(
         "prev_hash": prev_hash,
     }
     digest = row_hash(**values)
-    conn.execute(insert(audit_log).values(**values, hash=digest))
-    return AuditEvent(**values, hash=digest)
+    key = _conn_key(conn)
+    mac = row_mac(key, digest) if key else None
+    conn.execute(insert(audit_log).values(**values, hash=digest, mac=mac))
+    return AuditEvent(**values, hash=digest, mac=mac)
 
 
 def _row_to_event(row: Any) -> AuditEvent:
@@ -244,6 +262,7 @@ def _row_to_event(row: Any) -> AuditEvent:
         context=row.context,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        mac=row.mac,
     )
 
 
@@ -282,14 +301,44 @@ def count(store: Store | None = None) -> int:
         return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
 
-def verify(store: Store | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Walk the chain from the first row; report the first edited, deleted or reordered row.
+def row_mac(key: bytes, digest: str) -> str:
+    """HMAC-SHA256 of a row's hash under the audit key."""
+    return hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
 
+
+def _conn_key(conn: Connection) -> bytes | None:
+    store = conn.info.get("guardian.store")
+    return store.audit_key() if store is not None else None
+
+
+def verify(
+    store: Store | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+    settings: Settings | None = None,
+    anchors: bool = True,
+) -> VerifyReport:
+    """Walk the chain from the first row; report the first edited, deleted, reordered or forged row.
+
+    With an audit key, every row written since the key was set must carry a matching MAC;
+    with anchors (write-once storage), the newest anchor's row must still be there, unchanged.
     ``progress`` is called with the number of rows checked so far, every 1,000 rows.
     """
+    if settings is None:
+        from guardian.settings import load_settings
+
+        settings = load_settings()
+        # Anchors belong to the configured store: another store (a test's, a restore being
+        # checked) is verified on its own chain and MACs.
+        anchors = anchors and (store is None or store is get_store(settings))
+    store = store or get_store(settings)
+    key = store.audit_key()
+    head = newest_anchor(settings, key) if anchors else None
     expected_seq = 1
     prev = GENESIS
     rows = 0
+    keyed_from: int | None = None
+    anchored_hash: str | None = None
     for event in iter_events(store):
         rows += 1
         if progress is not None and rows % 1000 == 0:
@@ -331,9 +380,112 @@ def verify(store: Store | None = None, *, progress: Callable[[int], None] | None
                 f"row {event.seq} was edited (its content no longer matches its hash)",
                 prev,
             )
+        if key is not None:
+            if event.mac is not None:
+                if not hmac.compare_digest(event.mac, row_mac(key, event.hash)):
+                    return VerifyReport(
+                        False,
+                        rows,
+                        event.seq,
+                        f"row {event.seq} is forged: its MAC does not match (rewritten and re-hashed "
+                        "by someone without the audit key)",
+                        prev,
+                    )
+                keyed_from = keyed_from or event.seq
+            elif keyed_from is not None or (head is not None and event.seq > head["seq"]):
+                return VerifyReport(
+                    False,
+                    rows,
+                    event.seq,
+                    f"row {event.seq} has no MAC although earlier rows are keyed: "
+                    "written or rewritten without the audit key",
+                    prev,
+                )
+        if head is not None and event.seq == head["seq"]:
+            anchored_hash = event.hash
         prev = event.hash
         expected_seq += 1
-    return VerifyReport(True, rows, head_hash=prev)
+    if head is not None:
+        if rows < head["seq"]:
+            return VerifyReport(
+                False,
+                rows,
+                rows + 1,
+                f"the newest rows were cut: the anchor of {head['ts']} saw row {head['seq']}, "
+                f"the log ends at row {rows}",
+                prev,
+                anchor_seq=head["seq"],
+            )
+        if anchored_hash != head["hash"]:
+            return VerifyReport(
+                False,
+                rows,
+                head["seq"],
+                f"row {head['seq']} differs from the anchor of {head['ts']}: the chain up to it was rewritten",
+                prev,
+                anchor_seq=head["seq"],
+            )
+    return VerifyReport(True, rows, head_hash=prev, keyed=key is not None, anchor_seq=head["seq"] if head else None)
+
+
+ANCHOR_PREFIX = "audit-anchors"
+
+
+def _anchor_storage(settings: Settings) -> Any:
+    from guardian import storage
+
+    root = settings.audit.anchor_root or f"{settings.storage_root}/{ANCHOR_PREFIX}"
+    return storage.open_storage(root, settings)
+
+
+def anchor(settings: Settings, store: Store | None = None, *, check: bool = True) -> dict[str, Any] | None:
+    """Write the chain head to write-once storage (GCS ``if_generation_match=0``); None when the log is empty.
+
+    The anchor names the newest row's seq and hash, and carries an HMAC under the audit key
+    so a planted anchor is refused. Called by every health check and by ``guardian audit anchor``.
+    A chain that fails verification is never anchored (that would bless the damage);
+    ``check=False`` is for a caller that has just verified.
+    """
+    store = store or get_store(settings)
+    if check:
+        report = verify(store, settings=settings)
+        if not report.ok:
+            raise SafetyGateTripped(
+                f"audit chain fails verification ({report.reason}); not anchoring it: investigate first "
+                "(docs/operations.md, audit log)"
+            )
+    with store.read() as conn:
+        head = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+    if head is None:
+        return None
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {"seq": int(head.seq), "hash": str(head.hash), "ts": _ts_text(now)}
+    key = store.audit_key()
+    if key is not None:
+        body["mac"] = row_mac(key, canonical_json({k: body[k] for k in ("seq", "hash", "ts")}))
+    name = f"{int(head.seq):012d}-{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    _anchor_storage(settings).put_once(name, canonical_json(body).encode())
+    return body
+
+
+def newest_anchor(settings: Settings, key: bytes | None) -> dict[str, Any] | None:
+    """The anchor with the highest seq whose MAC checks (any anchor when no key is set)."""
+    storage = _anchor_storage(settings)
+    try:
+        names = sorted(n for n in storage.list("") if n.endswith(".json"))
+    except Exception:  # no anchors written yet (the folder does not exist)
+        return None
+    for name in reversed(names):
+        try:
+            body = json.loads(storage.get(name))
+        except (ValueError, OSError):
+            continue
+        if key is not None:
+            expected = row_mac(key, canonical_json({k: body.get(k) for k in ("seq", "hash", "ts")}))
+            if not hmac.compare_digest(str(body.get("mac", "")), expected):
+                continue  # planted or damaged: not ours
+        return dict(body)
+    return None
 
 
 def export(since: date, to_uri: str, *, store: Store | None = None) -> tuple[str, int]:

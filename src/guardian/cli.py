@@ -44,6 +44,7 @@ SUBAPPS: list[tuple[str, str]] = [
     ("sheets", "guardian.sheets.cli"),
     ("sandbox", "guardian.sandbox.cli"),
     ("health", "guardian.monitoring.cli"),
+    ("web", "guardian.web.cli"),
 ]
 
 
@@ -162,10 +163,23 @@ def audit_verify() -> None:
         task = bar.add_task("verifying the audit chain", total=total)
         report = audit.verify(progress=lambda done: bar.update(task, completed=done))
     if report.ok:
-        console.print(f"[green]audit chain OK[/green]: {report.rows} row(s), head {report.head_hash[:12]}")
+        console.print(
+            f"[green]audit chain OK[/green]: {report.rows} row(s), head {report.head_hash[:12]}, "
+            f"{'keyed' if report.keyed else 'NOT keyed (set GUARDIAN_AUDIT__HMAC_KEY_REF)'}, "
+            f"{f'anchored at row {report.anchor_seq}' if report.anchor_seq else 'no anchor yet'}"
+        )
         return
     err_console.print(f"[red]audit chain BROKEN[/red] at row {report.first_bad_seq}: {report.reason}")
     raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Write the chain head to write-once storage (the health check does this every run)."""
+    from guardian import audit
+
+    written = audit.anchor(_settings())
+    console.print(f"anchored row {written['seq']} ({written['hash'][:12]})" if written else "the log is empty")
 
 
 @audit_app.command("export")

@@ -132,10 +132,18 @@ def check_smtp(settings: Settings) -> str:
     cfg = settings.notify
     if not cfg.smtp_host:
         raise Skip("not configured: set GUARDIAN_NOTIFY__SMTP_HOST (smtp_default inside Airflow)")
+    implicit_tls = cfg.smtp_port == 465
+    if cfg.smtp_user and cfg.smtp_password_ref and not (implicit_tls or cfg.smtp_starttls):
+        raise Fail(
+            "the SMTP password would go over a clear connection",
+            "set GUARDIAN_NOTIFY__SMTP_STARTTLS=true or use port 465",
+        )
     try:
-        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout) as smtp:
+        with (smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP)(
+            cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout
+        ) as smtp:
             smtp.ehlo()
-            if cfg.smtp_starttls:
+            if cfg.smtp_starttls and not implicit_tls:
                 smtp.starttls()
             if cfg.smtp_user and cfg.smtp_password_ref:
                 from guardian.secrets import resolve
@@ -179,6 +187,36 @@ def check_slack(settings: Settings) -> str:
     )
 
 
+def check_security(settings: Settings) -> str:
+    """The audit chain verifies; in prod, the settings that make the platform hold under attack are set."""
+    from guardian import audit
+
+    report = audit.verify(settings=settings)
+    if not report.ok:
+        raise Fail(f"audit chain: {report.reason}", "treat as a security incident: docs/operations.md#security")
+    missing = [
+        fix
+        for wanted, fix in (
+            (settings.audit.hmac_key_ref, "GUARDIAN_AUDIT__HMAC_KEY_REF (audit rows keyed outside the database)"),
+            (settings.web.metrics_token_ref, "GUARDIAN_WEB__METRICS_TOKEN_REF (/metrics answers 401 without it)"),
+            (settings.web.session_secret_ref, "GUARDIAN_WEB__SESSION_SECRET_REF (cookie key survives restarts)"),
+            (settings.web.secure_cookies, "GUARDIAN_WEB__SECURE_COOKIES=true (cookies over HTTPS only)"),
+            (
+                settings.store.owner_user or settings.store_url.startswith("sqlite"),
+                "GUARDIAN_STORE__OWNER_USER (the app role may only INSERT and SELECT audit_log)",
+            ),
+        )
+        if not wanted
+    ]
+    state = (
+        f"audit chain OK ({report.rows} rows, {'keyed' if report.keyed else 'not keyed'}, "
+        f"{f'anchored at row {report.anchor_seq}' if report.anchor_seq else 'no anchor yet'})"
+    )
+    if missing and settings.environment == "prod":
+        raise Fail(f"{state}; not set: {'; '.join(missing)}", "set them; see docs/operations.md#security")
+    return state + (f"; for prod also set: {'; '.join(missing)}" if missing else "")
+
+
 CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
     ("store", check_store),
     ("storage", check_storage),
@@ -187,6 +225,7 @@ CHECKS: list[tuple[str, Callable[[Settings], str]]] = [
     ("sheets", check_sheets),
     ("smtp", check_smtp),
     ("slack", check_slack),
+    ("security", check_security),
 ]
 
 

@@ -89,7 +89,7 @@ def register_settings_secrets(settings: Settings) -> list[str]:
     with contextlib.suppress(Exception):  # no store password, or its reference is unresolvable
         register_secret(settings.store_password())
     for entry in settings.web.users:
-        _, _, ref = entry.partition(":")
+        ref = entry[entry.find("env:") if "env:" in entry else entry.find("file:") :] if ":" in entry else ""
         if ref.startswith(("env:", "file:")):
             try:
                 register_secret(resolve(ref, setting="GUARDIAN_WEB__USERS").get_secret_value())

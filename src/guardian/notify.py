@@ -1,21 +1,20 @@
 """Email and Slack delivery.
 
 The low-level senders every service uses. Messages never carry secrets; every delivery has
-a timeout and bounded retries; every subject and body goes through
+a timeout and bounded retries (:mod:`guardian.retrying`); every subject and body goes through
 :func:`guardian.logging.mask_text` on the way out. Inside Airflow, the SMTP and Slack settings may come from the
 ``smtp_default`` and ``slack_default`` connections (see guardian.airflow).
 """
 
 from __future__ import annotations
 
-import random
 import smtplib
-import time
 from collections.abc import Sequence
 from email.message import EmailMessage
 
 from guardian.errors import IntegrationError
 from guardian.logging import mask_text
+from guardian.retrying import Retry, with_retries
 from guardian.settings import Settings
 
 
@@ -54,21 +53,35 @@ def send_email(
         from guardian.secrets import resolve
 
         password = resolve(cfg.smtp_password_ref, setting="GUARDIAN_NOTIFY__SMTP_PASSWORD_REF").get_secret_value()
-    for attempt in range(1, attempts + 1):
+
+    host = cfg.smtp_host
+    # Port 465 is implicit TLS (RFC 8314); elsewhere STARTTLS when asked. A password never goes
+    # over a connection that is not encrypted.
+    implicit_tls = cfg.smtp_port == 465
+    if password is not None and not (implicit_tls or cfg.smtp_starttls):
+        raise IntegrationError(
+            "refusing to send the SMTP password in clear: set GUARDIAN_NOTIFY__SMTP_STARTTLS=true or use port 465"
+        )
+    smtp_class = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
+
+    def attempt() -> None:
         try:
-            with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout) as smtp:
-                if cfg.smtp_starttls:
+            with smtp_class(host, cfg.smtp_port, timeout=cfg.timeout) as smtp:
+                if cfg.smtp_starttls and not implicit_tls:
                     smtp.starttls()
                 if password is not None and cfg.smtp_user:
                     smtp.login(cfg.smtp_user, password)
                 smtp.send_message(msg)
-            return
         except (OSError, smtplib.SMTPException) as exc:
-            if attempt == attempts or isinstance(exc, smtplib.SMTPRecipientsRefused):
-                raise IntegrationError(
-                    f"email to {', '.join(to)} via {cfg.smtp_host}:{cfg.smtp_port} failed ({exc}); check SMTP settings"
-                ) from exc
-            time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+            error = IntegrationError(
+                f"email to {', '.join(to)} via {cfg.smtp_host}:{cfg.smtp_port} failed ({exc}); check SMTP settings"
+            )
+            error.__cause__ = exc
+            if isinstance(exc, smtplib.SMTPRecipientsRefused):
+                raise error from exc
+            raise Retry(error) from exc
+
+    with_retries(attempt, attempts=attempts)
 
 
 def send_slack(
@@ -88,23 +101,23 @@ def send_slack(
     payload: dict[str, object] = {"text": mask_text(text)}
     if blocks:
         payload["blocks"] = mask_value(blocks)
-    for attempt in range(1, attempts + 1):
+
+    def attempt() -> None:
         try:
             response = requests.post(url, json=payload, timeout=settings.notify.timeout)
         except requests.RequestException as exc:
-            if attempt == attempts:
-                raise IntegrationError(f"Slack webhook unreachable ({type(exc).__name__}); check the network") from exc
-        else:
-            if response.status_code == 200:
-                return
-            if response.status_code != 429 and response.status_code < 500:
-                raise IntegrationError(
-                    f"Slack webhook refused the message (HTTP {response.status_code}); the webhook may be revoked"
-                )
-            if attempt == attempts:
-                raise IntegrationError(f"Slack webhook failed after {attempts} tries (HTTP {response.status_code})")
-            retry_after = response.headers.get("Retry-After")
-            if retry_after and retry_after.isdigit():
-                time.sleep(min(30.0, float(retry_after)))
-                continue
-        time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+            error = IntegrationError(f"Slack webhook unreachable ({type(exc).__name__}); check the network")
+            raise Retry(error) from exc
+        if response.status_code == 200:
+            return
+        if response.status_code != 429 and response.status_code < 500:
+            raise IntegrationError(
+                f"Slack webhook refused the message (HTTP {response.status_code}); the webhook may be revoked"
+            )
+        retry_after = response.headers.get("Retry-After")
+        raise Retry(
+            IntegrationError(f"Slack webhook failed after {attempts} tries (HTTP {response.status_code})"),
+            after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+
+    with_retries(attempt, attempts=attempts)

@@ -43,16 +43,28 @@ NESTED = "__"
 _META_VARS = {"GUARDIAN_ENV_FILE"}
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class StoreSettings(Section):
     """Where the Guardian store (audit log, plans, ledgers, run records) lives."""
 
     url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the store: sqlite:///path or postgresql+psycopg2://user@host/db "
-        "(default: SQLite file <data_dir>/guardian.db). Put no password here: use password_ref.",
+        description="SQLAlchemy URL of the store, the one setting tasks, CLI and UI read: sqlite:///path or "
+        "postgresql+psycopg2://user@host/db?sslmode=verify-full (user name URL-encoded; default: SQLite file "
+        "<data_dir>/guardian.db). Put no password here: use password_ref.",
     )
     password_ref: SecretRef | None = Field(None, description="Secret reference of the store password (PostgreSQL).")
     pool_size: int = Field(5, ge=1, le=100, description="Connection pool size (PostgreSQL).")
+    owner_user: str | None = Field(
+        None,
+        description="PostgreSQL role that owns the tables and runs migrations (`guardian db upgrade`); the URL's "
+        "user then gets INSERT and SELECT only on audit_log. Unset: the URL's user owns everything (dev).",
+    )
+    owner_password_ref: SecretRef | None = Field(
+        None, description="Secret reference of the owner role's password (give it to the migration job only)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -72,7 +84,25 @@ class StoreSettings(Section):
             raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
         if url.password:
             raise ValueError("the URL holds a password; remove it and set GUARDIAN_STORE__PASSWORD_REF=env:VAR")
+        sslmode = url.query.get("sslmode")
+        if sslmode is not None and sslmode not in _SSLMODES:
+            raise ValueError(f"sslmode={sslmode!r} is not one of {', '.join(_SSLMODES)} (libpq)")
         return value
+
+
+class AuditSettings(Section):
+    """Keys and anchors that make the audit log tamper-evident to the database's owner."""
+
+    hmac_key_ref: SecretRef | None = Field(
+        None,
+        description="Secret reference of the audit HMAC key (32+ random bytes, kept outside the database); "
+        "unset: rows are hash-chained only.",
+    )
+    anchor_root: str | None = Field(
+        None,
+        description="Write-once storage folder for chain-head anchors, gs://bucket/prefix or file:///path "
+        "(default: <storage root>/audit-anchors).",
+    )
 
 
 class StorageSettings(Section):
@@ -129,6 +159,7 @@ class Settings(BaseSettings):
     )
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    audit: AuditSettings = Field(default_factory=AuditSettings)  # type: ignore[arg-type]
     looker: LookerSettings = Field(default_factory=LookerSettings)  # type: ignore[arg-type]
     sales: SalesSettings = Field(default_factory=SalesSettings)  # type: ignore[arg-type]
     sheets: SheetsSettings = Field(default_factory=SheetsSettings)  # type: ignore[arg-type]

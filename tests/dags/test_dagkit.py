@@ -1,4 +1,4 @@
-"""The Airflow glue every DAG shares: settings from the guardian_db connection, callbacks."""
+"""The Airflow glue every DAG shares: the one store setting, callbacks."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_store_url_from_a_postgres_connection_keeps_the_password_out() -> None:
         dagkit.connection_store_url(SimpleNamespace(conn_type="mysql"))
 
 
-def test_task_settings_use_the_guardian_db_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_store_has_one_setting_and_a_leftover_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_GUARDIAN_DB",
         json.dumps(
@@ -36,9 +36,13 @@ def test_task_settings_use_the_guardian_db_connection(monkeypatch: pytest.Monkey
             }
         ),
     )
+    with pytest.raises(ConfigError, match=r"GUARDIAN_STORE__URL=postgresql\+psycopg2://postgres@127.0.0.1:5432/test"):
+        dagkit.task_settings()
+    monkeypatch.setenv("GUARDIAN_STORE__URL", "postgresql+psycopg2://app@db:5432/guardian?sslmode=verify-full")
+    monkeypatch.setenv("STORE_PW", "sekret")
+    monkeypatch.setenv("GUARDIAN_STORE__PASSWORD_REF", "env:STORE_PW")
     settings = dagkit.task_settings()
-    assert settings.store_url == "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    assert settings.store_password() == "sekret"
+    assert settings.store_url.endswith("?sslmode=verify-full") and settings.store_password() == "sekret"
 
 
 def test_task_settings_fall_back_to_guardian_settings(guardian_env: Path) -> None:

@@ -16,7 +16,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from guardian.web.auth import hash_password
+
 PASSWORD = "e2e-password-Chromium"
+HASH = hash_password(PASSWORD)  # GUARDIAN_WEB__USERS references an argon2 hash, never the password
 
 
 @pytest.fixture
@@ -109,12 +112,18 @@ def find(driver: Any, element_id: str) -> Any:
     return WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, element_id)))
 
 
-def _login(driver: Any, base: str, screenshot: Any) -> None:
+def _users(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2E_UI_HASH", HASH)
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "operator:operator:env:E2E_UI_HASH,viewer:viewer:env:E2E_UI_HASH")
+    monkeypatch.setenv("GUARDIAN_WEB__SECURE_COOKIES", "false")  # plain http on 127.0.0.1 here
+
+
+def _login(driver: Any, base: str, screenshot: Any, user: str = "operator") -> None:
     driver.get(base + "/")
     WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "login-form")))
     assert "/login" in driver.current_url
     screenshot(driver, "00_login")
-    find(driver, "username").send_keys("operator")
+    find(driver, "username").send_keys(user)
     find(driver, "password").send_keys(PASSWORD)
     find(driver, "login").click()
     WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "current-user")))
@@ -127,8 +136,7 @@ def test_pages_and_restore_flow_in_chromium(
     from guardian.settings import load_settings
     from guardian.web.app import create_app
 
-    monkeypatch.setenv("E2E_UI_PASSWORD", PASSWORD)
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "operator:env:E2E_UI_PASSWORD")
+    _users(monkeypatch)
     _demo_data()
     server = live_server(create_app(load_settings()))
     base = server.url
@@ -211,3 +219,43 @@ def test_pages_and_restore_flow_in_chromium(
     find(browser, "verify-chain").click()
     assert "chain OK" in find(browser, "verify-result").text
     screenshot(browser, "10_audit")
+
+
+def test_a_viewer_cannot_restore_and_a_logged_out_cookie_is_dead_in_chromium(
+    browser: Any, looker_sandbox: Any, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardian import audit
+    from guardian.settings import load_settings
+    from guardian.web.app import create_app
+
+    _users(monkeypatch)
+    _demo_data()
+    base = live_server(create_app(load_settings())).url
+    _login(browser, base, lambda *_: None, user="viewer")
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is True
+    # The viewer reaches the confirmation page (reading is allowed) and submits it: refused.
+    browser.get(base + "/looker/restore?dashboard_id=4")
+    find(browser, "confirm").send_keys("4")
+    find(browser, "restore-submit").click()
+    WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "does not grant"))
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is True
+    assert not [e for e in audit.iter_events() if "restore" in e.action]
+    # The same form posted from another site (no CSRF token, the browser's own cookie): refused.
+    browser.execute_script(
+        "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];"
+        "const i = document.createElement('input'); i.name = 'dashboard_id'; i.value = '4'; f.appendChild(i);"
+        "document.body.appendChild(f); f.submit();",
+        base + "/api/looker/restore",
+    )
+    WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "detail"))
+    assert looker_sandbox.state.dashboards["4"]["deleted"] is True
+    # Log out, then put the old cookie back: the server revoked the session.
+    browser.get(base + "/")
+    stolen = browser.get_cookie("guardian_session")
+    assert stolen and stolen["httpOnly"] is True
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/logout'] button").click()
+    WebDriverWait(browser, 20).until(ec.url_contains("/login"))
+    browser.delete_all_cookies()
+    browser.add_cookie({"name": "guardian_session", "value": stolen["value"], "path": "/"})
+    browser.get(base + "/audit")
+    WebDriverWait(browser, 20).until(ec.url_contains("/login"))

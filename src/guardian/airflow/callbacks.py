@@ -2,6 +2,8 @@
 
 The alert names the DAG, task, run, try, the last lines of the error and a link to the log;
 everything goes through the guardian masker and Airflow's, so no secret leaves in an alert.
+Delivery uses the smtp and slack providers' hooks on ``smtp_default`` / ``slack_default``
+(see :mod:`guardian.airflow.delivery`).
 A callback never raises: an exception here would hide the task's own error.
 """
 
@@ -65,51 +67,11 @@ def share_secrets_with_airflow(settings: Any) -> None:
         log.debug("airflow secrets masker unavailable", exc_info=True)
 
 
-# The password of the smtp_default connection reaches the notifier through this process's
-# environment, as a secret reference: settings never hold a secret value.
-_SMTP_PASSWORD_ENV = "AIRFLOW_GUARDIAN_SMTP_PASSWORD"
-_SLACK_WEBHOOK_ENV = "AIRFLOW_GUARDIAN_SLACK_WEBHOOK"
-
-
 def alert_settings() -> Any:
-    """Task settings, with email and Slack taken from ``smtp_default`` / ``slack_default`` when
-    the GUARDIAN_NOTIFY__* settings leave them unset (the settings win when both exist)."""
-    import os
+    """The settings of a task (kept for callers; delivery settings now come from connections)."""
+    from guardian.airflow.dagkit import task_settings
 
-    from guardian.airflow.dagkit import _connection, task_settings
-    from guardian.monitoring.config import NotifySettings
-
-    settings = task_settings()
-    notify = settings.notify.model_dump()
-    changed = False
-    if not settings.notify.smtp_host:
-        conn = _connection("smtp_default")
-        if conn is not None and conn.host:
-            extra = conn.extra_dejson or {}
-            notify.update(
-                smtp_host=conn.host,
-                smtp_port=int(conn.port or 25),
-                smtp_user=conn.login or None,
-                # STARTTLS when the connection asks for TLS explicitly (implicit SSL is not supported).
-                smtp_starttls=extra.get("disable_tls") is False,
-            )
-            if extra.get("from_email"):
-                notify["email_from"] = extra["from_email"]
-            if conn.password:
-                os.environ[_SMTP_PASSWORD_ENV] = conn.password
-                notify["smtp_password_ref"] = f"env:{_SMTP_PASSWORD_ENV}"
-            changed = True
-    if not settings.notify.slack_webhook_ref:
-        slack_conn = _connection("slack_default")
-        secret = (slack_conn.password or "") if slack_conn is not None else ""
-        if slack_conn is not None and secret:
-            host = (slack_conn.host or "https://hooks.slack.com/services").rstrip("/")
-            os.environ[_SLACK_WEBHOOK_ENV] = secret if secret.startswith("http") else f"{host}/{secret.lstrip('/')}"
-            notify["slack_webhook_ref"] = f"env:{_SLACK_WEBHOOK_ENV}"
-            changed = True
-    if changed:
-        settings = settings.model_copy(update={"notify": NotifySettings(**notify)})
-    return settings
+    return task_settings()
 
 
 def alert(context: Any, kind: str) -> dict[str, Any]:
@@ -164,7 +126,9 @@ def alert(context: Any, kind: str) -> dict[str, Any]:
             log_url=log_url,
         )
         slack = kind == "failure" and slack_wanted(settings, info["dag_id"])
-        outcome["deliveries"] = deliver(settings, message, slack=slack, store=store)
+        from guardian.airflow.delivery import AirflowTransport
+
+        outcome["deliveries"] = deliver(settings, message, slack=slack, store=store, transport=AirflowTransport())
     except Exception:
         log.exception("guardian: could not record or alert the %s of %s", kind, info)
     return outcome

@@ -58,21 +58,32 @@ def default_args(*, retries: int = 2, retry_delay_minutes: float = 2, **extra: A
 
 
 def task_settings() -> Settings:
-    """Settings inside a task: env vars as everywhere, the store from ``guardian_db`` if defined.
+    """Settings inside a task: the same GUARDIAN_* settings as the CLI and the UI.
 
+    The store is GUARDIAN_STORE__URL (+ GUARDIAN_STORE__PASSWORD_REF) everywhere: one source
+    of truth. A ``guardian_db`` connection is no longer read; when one exists and the setting
+    is unset, the task stops with the URL to set instead of silently using the SQLite default.
     Also points the Sheets client at the ``google_cloud_default`` connection's credentials.
     """
-    from guardian.airflow.sheets import install as use_google_cloud_default_for_sheets
+    from guardian.airflow.google import install as use_google_cloud_default_for_sheets
     from guardian.settings import load_settings
 
     # Integrations whose credentials come from Airflow connections inside tasks are wired here,
     # once per task, so the domain never has to know it runs under Airflow.
     use_google_cloud_default_for_sheets()
-    conn = _connection("guardian_db")
-    if conn is None:
-        return load_settings()
-    url, password = connection_store_url(conn)
-    return load_settings(store={"url": url}, store_password=password)
+    settings = load_settings()
+    if settings.store.url is None:
+        conn = _connection("guardian_db")
+        if conn is not None:
+            from guardian.errors import ConfigError
+
+            url, _ = connection_store_url(conn)
+            raise ConfigError(
+                f"GUARDIAN_STORE__URL is unset but a guardian_db connection exists; the store has one setting "
+                f"for tasks, CLI and UI: set GUARDIAN_STORE__URL={url} and GUARDIAN_STORE__PASSWORD_REF, "
+                "then delete the connection"
+            )
+    return settings
 
 
 def connection_store_url(conn: Any) -> tuple[str, str | None]:

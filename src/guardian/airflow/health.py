@@ -22,15 +22,25 @@ def metadata_db_url() -> str:
 
 def collect(settings: Settings, store: Store) -> dict[str, Any]:
     """Store the runs updated since the last collection; return the source, DAG ids and count."""
-    from guardian.monitoring.airflow_api import AirflowApi, collect_from_database, default_since
+    from guardian.monitoring.airflow_api import collect_runs, default_since
     from guardian.monitoring.health import last_collected, upsert_runs
 
     since = default_since(last_collected(store), settings.monitoring.history_days)
-    if settings.monitoring.airflow_api_url:
-        api = AirflowApi.from_settings(settings)
-        dag_ids, runs, source = api.dags(), api.runs_since(since), f"api-{api.version}"
-    else:
-        dag_ids, runs = collect_from_database(metadata_db_url(), since)
-        source = "metadb"
+    metadb = None if settings.monitoring.airflow_api_url else metadata_db_url()
+    dag_ids, runs, source = collect_runs(settings, since, metadata_db_url=metadb)
     stored = upsert_runs(store, runs, source=source)
     return {"source": source, "dag_ids": dag_ids, "runs_seen": len(runs), "stored": stored}
+
+
+def evaluate(dag_ids: list[str], collected: int) -> dict[str, Any]:
+    """The DAG's evaluate step: snapshot health, alert transitions into the outbox, deliver through Airflow's hooks."""
+    from guardian.airflow.dagkit import task_settings
+    from guardian.airflow.delivery import AirflowTransport
+    from guardian.monitoring.service import run_health_check
+    from guardian.store import get_store
+
+    settings = task_settings()
+    report = run_health_check(settings, get_store(settings), dag_ids=dag_ids, transport=AirflowTransport())
+    report.collected = collected
+    print(report.text())
+    return report.as_dict()

@@ -19,13 +19,19 @@ _started: dict[tuple[str, str, str, int], tuple[float, float]] = {}
 
 
 def _key(ti: Any) -> tuple[str, str, str, int]:
-    return (str(ti.dag_id), str(ti.task_id), str(ti.run_id), int(getattr(ti, "map_index", -1) or -1))
+    return (str(ti.dag_id), str(ti.task_id), str(ti.run_id), _map_index(ti))
 
 
 def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _map_index(ti: Any) -> int:
+    # 0 is the first mapped instance, -1 an unmapped task: `or -1` would merge them.
+    value = getattr(ti, "map_index", None)
+    return -1 if value is None else int(value)
 
 
 def _peak_rss_bytes() -> int:

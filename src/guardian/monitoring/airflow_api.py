@@ -7,14 +7,13 @@ each run's failed tasks and retry count.
 
 from __future__ import annotations
 
-import random
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from guardian.errors import ConfigError, IntegrationError
 from guardian.monitoring.health import RunRecord
+from guardian.retrying import Retry, with_retries
 
 if TYPE_CHECKING:
     import requests
@@ -76,24 +75,24 @@ class AirflowApi:
         import requests
 
         url = self.base + path
-        for attempt in range(1, self.attempts + 1):
+
+        def attempt() -> requests.Response:
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
-                if attempt == self.attempts:
-                    raise IntegrationError(
+                raise Retry(
+                    IntegrationError(
                         f"Airflow API {self.base} unreachable ({type(exc).__name__}); "
                         "check GUARDIAN_MONITORING__AIRFLOW_API_URL and that the API server runs"
-                    ) from exc
-            else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                if attempt == self.attempts:
-                    raise IntegrationError(
-                        f"Airflow API {path} failed after {attempt} tries (HTTP {response.status_code})"
                     )
-            time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")
+                ) from exc
+            if response.status_code != 429 and response.status_code < 500:
+                return response
+            raise Retry(
+                IntegrationError(f"Airflow API {path} failed after {self.attempts} tries (HTTP {response.status_code})")
+            )
+
+        return with_retries(attempt, attempts=self.attempts)
 
     @property
     def version(self) -> str:
@@ -229,3 +228,21 @@ def default_since(last: datetime | None, history_days: int) -> datetime:
     if last is None:
         return now - timedelta(days=history_days)
     return min(last, now) - timedelta(hours=2)
+
+
+def collect_runs(
+    settings: Settings, since: datetime, *, metadata_db_url: str | None = None
+) -> tuple[list[str], list[RunRecord], str]:
+    """The one place that chooses where runs come from: (dag ids, runs, source).
+
+    The REST API when GUARDIAN_MONITORING__AIRFLOW_API_URL is set and no metadata DB URL is
+    forced, else the metadata DB when its URL is known, else nothing ("store": summarise what
+    is already stored). The CLI and the guardian_health DAG both call this.
+    """
+    if settings.monitoring.airflow_api_url and not metadata_db_url:
+        api = AirflowApi.from_settings(settings)
+        return api.dags(), api.runs_since(since), f"api-{api.version}"
+    if metadata_db_url:
+        dag_ids, runs = collect_from_database(metadata_db_url, since)
+        return dag_ids, runs, "metadb"
+    return [], [], "store"

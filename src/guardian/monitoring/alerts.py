@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 
 from guardian.errors import ConfigError
-from guardian.monitoring.health import DagHealth, _utc, last_finished_states
+from guardian.monitoring.health import DagHealth, _utc, baseline_durations, last_finished_states, percentile
 from guardian.monitoring.tables import alerts
 
 if TYPE_CHECKING:
+    from guardian.monitoring.messages import Transport
     from guardian.settings import Settings
     from guardian.store import Store
 
@@ -102,23 +103,23 @@ def evaluate(
                         round(rate, 4),
                     )
                 )
-        if (
-            h.last_run_state == "success"
-            and h.last_duration_s is not None
-            and h.p95_30d
-            and h.runs_30d >= cfg.slow_min_runs
-            and h.last_duration_s > cfg.slow_factor * h.p95_30d
-        ):
-            out.append(
-                Condition(
-                    f"slow_run:{h.dag_id}",
-                    "slow_run",
-                    f"{h.dag_id}: run {h.last_run_id} took {h.last_duration_s:.0f} s, more than "
-                    f"{cfg.slow_factor:g} x its 30-day p95 ({h.p95_30d:.0f} s)",
-                    h.dag_id,
-                    round(h.last_duration_s, 3),
+        if h.last_run_state == "success" and h.last_duration_s is not None and h.last_run_end:
+            # The baseline is the runs before the one judged: a 16x slower run must not raise
+            # its own p95 enough to hide itself.
+            end = datetime.fromisoformat(h.last_run_end.replace("Z", "+00:00"))
+            before = baseline_durations(store, h.dag_id, end)
+            p95 = percentile(before, 0.95)
+            if p95 and len(before) >= cfg.slow_min_runs and h.last_duration_s > cfg.slow_factor * p95:
+                out.append(
+                    Condition(
+                        f"slow_run:{h.dag_id}",
+                        "slow_run",
+                        f"{h.dag_id}: run {h.last_run_id} took {h.last_duration_s:.0f} s, more than "
+                        f"{cfg.slow_factor:g} x the 30-day p95 of the {len(before)} runs before it ({p95:.0f} s)",
+                        h.dag_id,
+                        round(h.last_duration_s, 3),
+                    )
                 )
-            )
     for dag_id, interval in intervals.items():
         summary = by_dag.get(dag_id)
         if summary is None:
@@ -181,8 +182,19 @@ def alert_history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(select(alerts).order_by(alerts.c.id.desc()).limit(limit))]
 
 
-def reconcile(store: Store, conditions: Iterable[Condition], now: datetime | None = None) -> list[Transition]:
-    """Open alerts for new conditions, clear those that no longer hold; return only the changes."""
+def reconcile(
+    store: Store,
+    conditions: Iterable[Condition],
+    now: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+    transport: Transport | None = None,
+) -> list[Transition]:
+    """Open alerts for new conditions, clear those that no longer hold; return only the changes.
+
+    With ``settings``, each transition's deliveries are put in the outbox in the same
+    transaction, so an alert state is never saved without the messages that announce it.
+    """
     now = _utc(now or datetime.now(UTC))
     current = {c.key: c for c in conditions}
     transitions: list[Transition] = []
@@ -214,5 +226,24 @@ def reconcile(store: Store, conditions: Iterable[Condition], now: datetime | Non
                 conn.execute(update(alerts).where(alerts.c.id == row.id).values(cleared_at=now))
                 transitions.append(
                     Transition(Condition(key, row.kind, f"cleared: {row.message}", row.dag_id, row.value), False)
+                )
+        if settings is not None:
+            from guardian.monitoring import outbox
+            from guardian.monitoring.messages import slack_wanted, threshold_message
+
+            for t in transitions:
+                c = t.condition
+                message = threshold_message(
+                    kind=c.kind, key=c.key, dag_id=c.dag_id, message=c.message, started=t.started
+                )
+                outbox.enqueue(
+                    conn,
+                    settings,
+                    alert_key=c.key,
+                    started=t.started,
+                    message=message,
+                    slack=slack_wanted(settings, c.dag_id),
+                    now=now,
+                    transport=transport,
                 )
     return transitions

@@ -35,7 +35,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Collect runs, snapshot each DAG's health, evaluate thresholds and deliver alert changes."""
-    from guardian.monitoring.airflow_api import AirflowApi, collect_from_database, default_since
+    from guardian.monitoring.airflow_api import collect_runs, default_since
     from guardian.monitoring.health import last_collected
     from guardian.monitoring.service import run_health_check
     from guardian.store import get_store
@@ -43,15 +43,10 @@ def check(
     settings = _settings()
     store = get_store(settings)
     since = default_since(last_collected(store), settings.monitoring.history_days)
-    if settings.monitoring.airflow_api_url and not airflow_db:
-        api = AirflowApi.from_settings(settings)
-        dag_ids, runs, source = api.dags(), api.runs_since(since), f"api-{api.version}"
-    elif airflow_db or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
-        dag_ids, runs = collect_from_database(airflow_db or os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], since)
-        source = "metadb"
-    else:
-        # Nothing to collect from: summarise and alert on what the store already holds.
-        dag_ids, runs, source = [], [], "store"
+    metadb = airflow_db or (
+        None if settings.monitoring.airflow_api_url else os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    )
+    dag_ids, runs, source = collect_runs(settings, since, metadata_db_url=metadb)
     report = run_health_check(settings, store, runs, source=source, dag_ids=dag_ids, notify=not no_notify)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))

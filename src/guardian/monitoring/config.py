@@ -23,8 +23,8 @@ class NotifySettings(Section):
         None,
         description="SMTP server; unset means email is not configured (the smtp_default connection inside Airflow).",
     )
-    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
-    smtp_starttls: bool = Field(False, description="Use STARTTLS.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (465: implicit TLS).")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS (needed to log in on a port other than 465).")
     smtp_user: str | None = Field(None, description="SMTP user name.")
     smtp_password_ref: SecretRef | None = Field(None, description="Secret reference of the SMTP password.")
     slack_webhook_ref: SecretRef | None = Field(None, description="Secret reference of the Slack incoming-webhook URL.")
@@ -43,6 +43,11 @@ class NotifySettings(Section):
         description="Critical DAGs whose failures also go to Slack ('*' for every DAG); email covers all DAGs.",
     )
     alert_on_retry: bool = Field(False, description="Also email when a task is retried (not only when it fails).")
+    outbox_expiry_hours: float = Field(
+        24, gt=0, description="Hours a threshold alert's delivery is retried before it is marked expired."
+    )
+    outbox_backoff_seconds: float = Field(60, gt=0, description="First retry delay of an undelivered alert.")
+    outbox_backoff_max: float = Field(3600, gt=0, description="Longest retry delay of an undelivered alert.")
 
 
 class MonitoringSettings(Section):
@@ -92,12 +97,23 @@ class WebSettings(Section):
     )
     users: CsvList = Field(
         default_factory=list,
-        description="Standalone UI users as name:env:VAR entries (password in that env var).",
+        description="Standalone UI users as name:role:env:VAR entries (role viewer, operator, approver or admin; "
+        "the env var holds an argon2 hash from `guardian web hash-password`).",
     )
     metrics_token_ref: SecretRef | None = Field(
-        None, description="Secret reference of a bearer token /metrics requires (unset: /metrics is open to scrapers)."
+        None, description="Secret reference of the bearer token /metrics requires (unset: /metrics answers 401)."
     )
     session_max_age: int = Field(8 * 3600, ge=60, description="Seconds a standalone UI login stays valid.")
+    secure_cookies: bool = Field(
+        True, description="Mark the session cookie Secure (HTTPS only); turn off only for local plain-http use."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user name within login_window before logins answer 429."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins per client address within login_window before logins answer 429."
+    )
+    login_window: int = Field(900, ge=1, description="Seconds over which failed logins are counted.")
     airflow_ui_url: str | None = Field(
         None, description="Airflow UI base URL for links from the Guardian UI (default: GUARDIAN_NOTIFY__UI_BASE_URL)."
     )

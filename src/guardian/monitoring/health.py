@@ -159,7 +159,7 @@ def upsert_runs(store: Store, runs: Iterable[RunRecord], *, source: str) -> int:
 
 def record_task_usage(store: Store, usage: TaskUsage) -> None:
     """Store the resource use of one task try."""
-    with store.read() as conn:
+    with store.write() as conn:
         conn.execute(insert(task_usage).values(ts=datetime.now(UTC), **asdict(usage)))
 
 
@@ -277,7 +277,7 @@ def save_snapshots(store: Store, summaries: Iterable[DagHealth], now: datetime |
     ts = _utc(now or datetime.now(UTC))
     rows = [{"ts": ts, "dag_id": s.dag_id, "summary": s.as_dict()} for s in summaries]
     if rows:
-        with store.read() as conn:
+        with store.write() as conn:
             conn.execute(insert(health_snapshots), rows)
     return len(rows)
 
@@ -310,6 +310,27 @@ def recent_runs(store: Store, limit: int = 20, dag_id: str | None = None) -> lis
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def baseline_durations(store: Store, dag_id: str, before: datetime, *, days: int = 30) -> list[float]:
+    """Durations of the DAG's successful runs that ended in the ``days`` before ``before`` (exclusive).
+
+    The slow-run check compares a run with these: the run it judges is never part of its own baseline.
+    """
+    before = _utc(before)
+    with store.read() as conn:
+        return [
+            float(r[0])
+            for r in conn.execute(
+                select(dag_runs.c.duration_s).where(
+                    dag_runs.c.dag_id == dag_id,
+                    dag_runs.c.state == "success",
+                    dag_runs.c.duration_s.is_not(None),
+                    dag_runs.c.end_date >= before - timedelta(days=days),
+                    dag_runs.c.end_date < before,
+                )
+            )
+        ]
+
+
 def last_finished_states(store: Store, dag_id: str, n: int) -> list[str]:
     """States of the DAG's last n finished runs, newest first."""
     with store.read() as conn:
@@ -328,7 +349,7 @@ def prune(store: Store, history_days: int, now: datetime | None = None) -> int:
     """Drop runs, snapshots and task usage older than history_days; return rows removed."""
     cutoff = _utc(now or datetime.now(UTC)) - timedelta(days=history_days)
     removed = 0
-    with store.read() as conn:
+    with store.write() as conn:
         removed += conn.execute(delete(dag_runs).where(dag_runs.c.end_date < cutoff)).rowcount or 0
         removed += conn.execute(delete(health_snapshots).where(health_snapshots.c.ts < cutoff)).rowcount or 0
         removed += conn.execute(delete(task_usage).where(task_usage.c.ts < cutoff)).rowcount or 0

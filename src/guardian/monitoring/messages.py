@@ -13,7 +13,7 @@ import html as html_lib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from sqlalchemy import insert
@@ -151,32 +151,79 @@ def threshold_message(
     return Message(f"threshold.{kind}", subject, text, html, slack_text, dag_id)
 
 
+class Transport(Protocol):
+    """How messages leave: guardian's own senders (CLI) or Airflow's SMTP and Slack hooks (tasks)."""
+
+    def email_configured(self, settings: Settings) -> bool: ...
+    def slack_configured(self, settings: Settings) -> bool: ...
+    def send_email(self, settings: Settings, message: Message, *, attempts: int = 3) -> None: ...
+    def send_slack(self, settings: Settings, message: Message, *, attempts: int = 3) -> None: ...
+
+
+class NotifyTransport:
+    """The CLI's transport: :mod:`guardian.notify` with the GUARDIAN_NOTIFY__* settings."""
+
+    def email_configured(self, settings: Settings) -> bool:
+        from guardian import notify
+
+        return notify.email_configured(settings)
+
+    def slack_configured(self, settings: Settings) -> bool:
+        from guardian import notify
+
+        return notify.slack_configured(settings)
+
+    def send_email(self, settings: Settings, message: Message, *, attempts: int = 3) -> None:
+        from guardian import notify
+
+        notify.send_email(
+            settings, settings.notify.email_to, message.subject, message.text, html=message.html, attempts=attempts
+        )
+
+    def send_slack(self, settings: Settings, message: Message, *, attempts: int = 3) -> None:
+        from guardian import notify
+
+        notify.send_slack(settings, message.slack_text, blocks=message.slack_blocks or None, attempts=attempts)
+
+
 def deliver(
-    settings: Settings, message: Message, *, slack: bool, store: Store | None = None, email: bool = True
+    settings: Settings,
+    message: Message,
+    *,
+    slack: bool,
+    store: Store | None = None,
+    email: bool = True,
+    transport: Transport | None = None,
 ) -> list[Delivery]:
     """Send by email (when configured) and Slack (when asked and configured); record each attempt."""
-    from guardian import notify
-
+    transport = transport or NotifyTransport()
     results: list[Delivery] = []
-    if email and notify.email_configured(settings):
+    if email and transport.email_configured(settings):
         try:
-            notify.send_email(settings, settings.notify.email_to, message.subject, message.text, html=message.html)
+            transport.send_email(settings, message)
             results.append(Delivery("email", True))
         except Exception as exc:
             results.append(Delivery("email", False, mask_text(str(exc))[:500]))
-    if slack and notify.slack_configured(settings):
+    if slack and transport.slack_configured(settings):
         try:
-            notify.send_slack(settings, message.slack_text, blocks=message.slack_blocks or None)
+            transport.send_slack(settings, message)
             results.append(Delivery("slack", True))
         except Exception as exc:
             results.append(Delivery("slack", False, mask_text(str(exc))[:500]))
     for r in results:
         if not r.delivered:
             log.error("guardian: %s alert %r not delivered: %s", r.channel, message.subject, r.error)
-    if store is not None and results:
+    if store is not None:
+        record_deliveries(store, message, results)
+    return results
+
+
+def record_deliveries(store: Store, message: Message, results: list[Delivery]) -> None:
+    """Keep every delivery attempt (the Overview page's "deliveries" and /metrics count them); never raises."""
+    if results:
         try:
             now = datetime.now(UTC)
-            with store.read() as conn:
+            with store.write() as conn:
                 conn.execute(
                     insert(notifications),
                     [
@@ -194,7 +241,6 @@ def deliver(
                 )
         except Exception:
             log.exception("guardian: could not record alert deliveries")
-    return results
 
 
 def slack_wanted(settings: Settings, dag_id: str | None) -> bool:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
+from guardian.monitoring import outbox
 from guardian.monitoring.alerts import open_alerts
 from guardian.monitoring.health import latest_snapshots
 from guardian.monitoring.tables import notifications
@@ -110,6 +111,16 @@ class GuardianCollector:
         for channel, delivered, n in sent:
             deliveries.add_metric([channel, "true" if delivered else "false"], n)
         yield deliveries
+        pending = GaugeMetricFamily(
+            "guardian_alerts_undelivered",
+            "Alert deliveries not made yet (state pending: being retried; expired: given up)",
+            labels=["channel", "state"],
+        )
+        outbox_counts = outbox.counts(self.store)
+        for channel in ("email", "slack"):
+            for state in ("pending", "expired"):
+                pending.add_metric([channel, state], outbox_counts.get((channel, state), 0))
+        yield pending
         audit = CounterMetricFamily("guardian_audit_events", "Events in the audit chain")
         audit.add_metric([], audit_rows)
         yield audit

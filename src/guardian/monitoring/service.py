@@ -5,6 +5,7 @@ The ``guardian_health`` DAG and ``guardian health check`` call :func:`run_health
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from guardian.monitoring import alerts as alerts_mod
+from guardian.monitoring import outbox
 from guardian.monitoring.health import (
     DagHealth,
     RunRecord,
@@ -23,11 +25,13 @@ from guardian.monitoring.health import (
     save_snapshots,
     upsert_runs,
 )
-from guardian.monitoring.messages import Delivery, deliver, slack_wanted, threshold_message
+from guardian.monitoring.messages import Delivery, Transport
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
     from guardian.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +97,7 @@ def run_health_check(
     dag_ids: Iterable[str] | None = None,
     now: datetime | None = None,
     notify: bool = True,
+    transport: Transport | None = None,
 ) -> HealthReport:
     """Store the collected runs, snapshot every DAG's health and deliver alert transitions."""
     from guardian import audit
@@ -101,7 +106,14 @@ def run_health_check(
     ids = set(known_dags(store)) | set(dag_ids or ())
     summaries = compute_health(store, ids, now)
     save_snapshots(store, summaries, now)
-    verify = audit.verify(store)
+    verify = audit.verify(store, settings=settings)
+    if verify.ok and verify.rows:
+        # The chain head goes to write-once storage every health check: a later cut of the
+        # newest rows, or a rewrite, is then visible even to someone who re-hashes the chain.
+        try:
+            audit.anchor(settings, store, check=False)
+        except Exception as exc:  # storage down must not stop health checks; the next run anchors
+            log.warning("guardian: audit anchor not written: %s", exc)
     conditions = alerts_mod.evaluate(
         settings,
         store,
@@ -110,12 +122,14 @@ def run_health_check(
         quality_failures=quality_failures(store, settings.monitoring.quality_window_hours, now),
         audit_problem=None if verify.ok else verify.reason,
     )
-    transitions = alerts_mod.reconcile(store, conditions, now)
+    transitions = alerts_mod.reconcile(
+        store, conditions, now, settings=settings if notify else None, transport=transport
+    )
     report = HealthReport(collected, summaries, conditions, transitions)
     if notify:
-        for t in transitions:
-            c = t.condition
-            message = threshold_message(kind=c.kind, key=c.key, dag_id=c.dag_id, message=c.message, started=t.started)
-            report.deliveries += deliver(settings, message, slack=slack_wanted(settings, c.dag_id), store=store)
-    report.pruned = prune(store, settings.monitoring.history_days, now)
+        # This run's transitions and any earlier delivery that failed and is due again.
+        report.deliveries += outbox.drain(settings, store, now, transport=transport)
+    report.pruned = prune(store, settings.monitoring.history_days, now) + outbox.prune(
+        store, settings.monitoring.history_days, now
+    )
     return report

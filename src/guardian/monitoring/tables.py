@@ -88,4 +88,26 @@ notifications = Table(
 )
 """Every alert delivery attempt (email or Slack), for the Overview page and the runbook."""
 
-__all__ = ["alerts", "dag_runs", "health_snapshots", "notifications", "task_usage"]
+__all__ = ["alert_outbox", "alerts", "dag_runs", "health_snapshots", "notifications", "task_usage"]
+
+alert_outbox = Table(
+    "monitoring_alert_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("alert_key", String(300), nullable=False),
+    Column("transition", String(10), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("dag_id", String(250), nullable=True),
+    Column("subject", String(500), nullable=False),
+    Column("message", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("expired_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Index("ix_monitoring_alert_outbox_pending", "delivered_at", "expired_at", "next_attempt_at"),
+)
+"""One row per alert transition and channel, written with the transition; delivered and retried from here."""

@@ -6,15 +6,16 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-from guardian.errors import StoreError
+from guardian.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
@@ -27,10 +28,25 @@ _MIGRATE_LOCK_KEY = 0x6775617264  # "guard"
 class Store:
     """One database: an engine, transactions, and migrations applied on first use."""
 
-    def __init__(self, url: str, *, password: str | None = None, pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        pool_size: int = 5,
+        audit_key: Callable[[], bytes | None] | None = None,
+        owner: tuple[str, Callable[[], str | None]] | None = None,
+    ) -> None:
         parsed = make_url(url)
         if password is not None:
             parsed = parsed.set(password=password)
+        # The audit HMAC key is handed to every transaction (conn.info) and resolved on first use.
+        self._audit_key_source = audit_key
+        self._audit_key: bytes | None = None
+        self._audit_key_loaded = False
+        # (owner role, its password): migrations connect as the owner and grant the URL's user
+        # only INSERT and SELECT on audit_log.
+        self.owner = owner
         self.url = parsed
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
@@ -54,12 +70,20 @@ class Store:
         """The URL with any password hidden."""
         return self.url.render_as_string(hide_password=True)
 
+    def audit_key(self) -> bytes | None:
+        """The audit HMAC key (None when none is configured)."""
+        if not self._audit_key_loaded:
+            self._audit_key = self._audit_key_source() if self._audit_key_source else None
+            self._audit_key_loaded = True
+        return self._audit_key
+
     # -- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection in a transaction for reading (and ordinary writes)."""
         self.ensure_migrated()
         with _translate_errors(self), self.engine.connect() as conn, conn.begin():
+            conn.info["guardian.store"] = self
             yield conn
 
     @contextlib.contextmanager
@@ -73,6 +97,7 @@ class Store:
         self.ensure_migrated()
         with _translate_errors(self), self.engine.connect() as conn:
             conn.info["immediate"] = True
+            conn.info["guardian.store"] = self
             try:
                 with conn.begin():
                     yield conn
@@ -110,13 +135,27 @@ class Store:
         """Apply pending migrations; safe when several processes start at once."""
         from alembic import command
 
-        with _translate_errors(self), self._migration_lock() as conn:
-            before = set(_current(conn))
-            command.upgrade(self._alembic_config(conn), "heads")
-            conn.commit()
-            after = set(_current(conn))
+        engine = self._owner_engine() if self.owner else self.engine
+        try:
+            with _translate_errors(self), self._migration_lock(engine) as conn:
+                before = set(_current(conn))
+                command.upgrade(self._alembic_config(conn), "heads")
+                conn.commit()
+                if self.owner and self.dialect == "postgresql":
+                    grant_app_role(conn, str(self.url.username))
+                    conn.commit()
+                after = set(_current(conn))
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
         self._migrated = True
         return after - before
+
+    def _owner_engine(self) -> Engine:
+        assert self.owner is not None
+        user, password = self.owner
+        url = self.url.set(username=user, password=password())
+        return create_engine(url, future=True, pool_pre_ping=True, poolclass=NullPool)
 
     def ensure_migrated(self) -> None:
         """Create or upgrade the schema the first time this process uses the store."""
@@ -130,8 +169,8 @@ class Store:
             self._migrated = True
 
     @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+    def _migration_lock(self, engine: Engine) -> Iterator[Connection]:
+        with engine.connect() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
                 conn.commit()
@@ -153,6 +192,29 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def grant_app_role(conn: Connection, app_role: str) -> None:
+    """The application's role may INSERT and SELECT audit_log, and read and write every other table.
+
+    Run by the owner after each migration, so tables added later are granted too. Without
+    UPDATE, DELETE, TRUNCATE or ownership the app role can neither rewrite audit rows nor
+    drop the triggers that forbid it.
+    """
+    from sqlalchemy import inspect as sa_inspect
+
+    role = conn.dialect.identifier_preparer.quote(app_role)
+    conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+    for table in sa_inspect(conn).get_table_names():
+        name = conn.dialect.identifier_preparer.quote(table)
+        conn.execute(text(f"REVOKE ALL ON {name} FROM {role}"))
+        if table == "audit_log":
+            conn.execute(text(f"GRANT SELECT, INSERT ON {name} TO {role}"))
+        elif table == "alembic_version":
+            conn.execute(text(f"GRANT SELECT ON {name} TO {role}"))
+        else:
+            conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {role}"))
+    conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"))
 
 
 def _current(conn: Connection) -> tuple[str, ...]:
@@ -206,9 +268,40 @@ def get_store(settings: Settings | None = None) -> Store:
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
-            store = Store(key, password=settings.store_password(), pool_size=settings.store.pool_size)
+            store = Store(
+                key,
+                password=settings.store_password(),
+                pool_size=settings.store.pool_size,
+                audit_key=lambda: _audit_key(settings),
+                owner=(settings.store.owner_user, lambda: _owner_password(settings))
+                if settings.store.owner_user
+                else None,
+            )
             _STORES[key] = store
         return store
+
+
+def _audit_key(settings: Settings) -> bytes | None:
+    ref = settings.audit.hmac_key_ref
+    if not ref:
+        return None
+    from guardian.secrets import resolve
+
+    key = resolve(ref, setting="GUARDIAN_AUDIT__HMAC_KEY_REF").get_secret_value().encode()
+    if len(key) < 32:
+        raise ConfigError(
+            "GUARDIAN_AUDIT__HMAC_KEY_REF: the key is shorter than 32 bytes; use e.g. `openssl rand -hex 32`"
+        )
+    return key
+
+
+def _owner_password(settings: Settings) -> str | None:
+    ref = settings.store.owner_password_ref
+    if not ref:
+        return None
+    from guardian.secrets import resolve
+
+    return resolve(ref, setting="GUARDIAN_STORE__OWNER_PASSWORD_REF").get_secret_value()
 
 
 def reset_stores() -> None:

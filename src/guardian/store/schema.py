@@ -33,9 +33,26 @@ audit_log = Table(
     Column("context", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # HMAC-SHA256 of ``hash`` under a key that lives outside the database (migration 0011);
+    # NULL only on rows written before a key was configured.
+    Column("mac", String(64), nullable=True),
     Index("ix_audit_log_ts", "ts"),
     Index("ix_audit_log_target", "target"),
 )
 """Append-only, hash-chained record of everything the guardian did (see guardian.audit)."""
 
-__all__ = ["Id", "audit_log", "metadata"]
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(200), nullable=False),
+    Column("role", String(50), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("client", String(100), nullable=True),
+    Index("ix_web_sessions_expires_at", "expires_at"),
+)
+"""Server-side sessions of the standalone UI (the cookie holds a random id; its SHA-256 is the key)."""
+
+__all__ = ["Id", "audit_log", "metadata", "web_sessions"]

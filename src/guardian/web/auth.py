@@ -1,58 +1,158 @@
-"""Who is using the UI: the standalone login, or Airflow's authentication when mounted as a plugin.
+"""Who is using the UI and what they may do.
 
-Standalone users come from ``GUARDIAN_WEB__USERS`` (``name:env:VAR`` or ``name:file:/path``:
-the password lives in the secret, never in the settings). Sessions are signed cookies; every
-form that changes something carries a per-session CSRF token.
+Standalone (``guardian serve``) users come from ``GUARDIAN_WEB__USERS`` as
+``name:role:env:VAR`` (or ``name:role:file:/path``); the secret the reference points to is an
+argon2 hash made by ``guardian web hash-password``, never the password itself. A login creates
+a server-side session (table ``web_sessions``): the cookie carries only a random id, logout
+revokes the row, and a session expires after ``GUARDIAN_WEB__SESSION_MAX_AGE`` seconds.
+Inside Airflow 3 the plugin resolves the user from Airflow's token and asks Airflow's auth
+manager for the permissions (see :mod:`guardian.airflow.plugin`).
+
+Every route declares what it needs with ``Depends(require(Permission.X))``; state-changing
+requests authenticated by a cookie must also carry the session's CSRF token.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING
-
-from starlette.requests import Request
 
 from guardian.errors import ConfigError
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from guardian.settings import Settings
-
-UserResolver = Callable[[Request], Awaitable[str | None]]
-"""Returns the authenticated user name of a request, or None."""
+    from guardian.store import Store
 
 
-def parse_users(settings: Settings) -> dict[str, str]:
-    """user name -> secret reference, from GUARDIAN_WEB__USERS; ConfigError on a bad entry."""
+class Permission(StrEnum):
+    """What a route may need. Roles are sets of these."""
+
+    READ = "read"  # every page and read-only API call
+    RESTORE = "restore"  # restore a trashed Looker dashboard
+    APPROVE = "approve"  # approve and keep Looker plans
+    ADMIN = "admin"  # everything, including settings-level actions
+
+
+ROLES: dict[str, frozenset[Permission]] = {
+    "viewer": frozenset({Permission.READ}),
+    "operator": frozenset({Permission.READ, Permission.RESTORE}),
+    "approver": frozenset({Permission.READ, Permission.RESTORE, Permission.APPROVE}),
+    "admin": frozenset(Permission),
+}
+"""Guardian roles (standalone users carry one; Airflow roles are mapped onto them)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: name, permissions, and whether a bearer token (not a cookie) proved it."""
+
+    name: str
+    permissions: frozenset[Permission]
+    via_token: bool = False
+
+    def can(self, permission: Permission) -> bool:
+        """True when the caller holds the permission (admin holds all)."""
+        return permission in self.permissions or Permission.ADMIN in self.permissions
+
+
+UserResolver = Callable[["Request"], Awaitable["Principal | None"]]
+"""Returns the authenticated caller of a request, or None."""
+
+
+@dataclass(frozen=True)
+class WebUser:
+    """One standalone user: role and the reference of its argon2 password hash."""
+
+    name: str
+    role: str
+    hash_ref: str
+
+
+def parse_users(settings: Settings) -> dict[str, WebUser]:
+    """user name -> WebUser, from GUARDIAN_WEB__USERS; ConfigError naming a bad entry."""
     from guardian.secrets import _check_ref
 
-    users: dict[str, str] = {}
+    users: dict[str, WebUser] = {}
     for entry in settings.web.users:
-        name, _, ref = entry.partition(":")
+        name, _, rest = entry.partition(":")
+        role, _, ref = rest.partition(":")
+        if role in {"env", "file", "gsm"}:  # the old name:env:VAR shape has no role: least privilege
+            role, ref = "viewer", rest
         if not name or not ref:
-            raise ConfigError(f"GUARDIAN_WEB__USERS: entry {name or entry!r} is not name:env:VAR or name:file:/path")
+            raise ConfigError(
+                f"GUARDIAN_WEB__USERS: entry {name or entry!r} is not name:role:env:VAR (roles: {', '.join(ROLES)})"
+            )
+        if role not in ROLES:
+            raise ConfigError(f"GUARDIAN_WEB__USERS: user {name!r} has unknown role {role!r}; use one of {list(ROLES)}")
         try:
             _check_ref(ref)
         except ValueError:
             raise ConfigError(
-                f"GUARDIAN_WEB__USERS: the password of {name!r} must be a reference (env:VAR or file:/path)"
+                f"GUARDIAN_WEB__USERS: the password hash of {name!r} must be a reference (env:VAR or file:/path)"
             ) from None
-        users[name] = ref
+        users[name] = WebUser(name, role, ref)
     return users
 
 
-def check_password(settings: Settings, username: str, password: str) -> bool:
-    """True when the user exists and the password matches (constant-time)."""
+def hash_password(password: str) -> str:
+    """An argon2id hash of a password (what GUARDIAN_WEB__USERS references point to)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(password)
+
+
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
+
+
+def check_password(settings: Settings, username: str, password: str) -> WebUser | None:
+    """The user when it exists and the password matches its argon2 hash, else None."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     from guardian.secrets import resolve
 
-    ref = parse_users(settings).get(username)
-    if ref is None or not password:
-        # Compare anyway so a wrong user name takes as long as a wrong password.
-        hmac.compare_digest(password.encode(), secrets.token_bytes(16))
-        return False
-    expected = resolve(ref, setting=f"GUARDIAN_WEB__USERS ({username})").get_secret_value()
-    return hmac.compare_digest(password.encode(), expected.encode())
+    user = parse_users(settings).get(username)
+    hasher = PasswordHasher()
+    if user is None or not password:
+        # Verify anyway so a wrong user name takes as long as a wrong password.
+        with contextlib.suppress(VerificationError):
+            hasher.verify(_dummy_hash(), password or "x")
+        return None
+    stored = resolve(user.hash_ref, setting=f"GUARDIAN_WEB__USERS ({username})").get_secret_value()
+    if not stored.startswith("$argon2"):
+        raise ConfigError(
+            f"GUARDIAN_WEB__USERS ({username}): the referenced secret is not an argon2 hash; "
+            "store the output of `guardian web hash-password` instead of the password"
+        )
+    try:
+        hasher.verify(stored, password)
+    except VerificationError:
+        return None
+    except InvalidHashError:
+        raise ConfigError(
+            f"GUARDIAN_WEB__USERS ({username}): the argon2 hash is malformed; make a new one with "
+            "`guardian web hash-password`"
+        ) from None
+    return user
 
 
 def session_secret(settings: Settings) -> str:
@@ -79,7 +179,128 @@ def csrf_ok(request: Request, submitted: str | None) -> bool:
     return bool(expected and submitted and hmac.compare_digest(str(expected), submitted))
 
 
-async def standalone_user(request: Request) -> str | None:
-    """The logged-in user of the standalone UI."""
-    user = request.session.get("user")
-    return str(user) if user else None
+# -- server-side sessions ------------------------------------------------------------------
+
+
+def _sid_hash(sid: str) -> str:
+    # Only a hash of the id is stored: a read of the table does not hand out live sessions.
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def open_session(store: Store, user: WebUser, max_age: int, client: str | None) -> str:
+    """Create a session row for a logged-in user; return the random id the cookie carries."""
+    from sqlalchemy import delete, insert
+
+    from guardian.store.schema import web_sessions
+
+    sid = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        # Sessions that ended a day ago are of no use to anyone: the table stays small.
+        conn.execute(delete(web_sessions).where(web_sessions.c.expires_at < now - timedelta(days=1)))
+        conn.execute(
+            insert(web_sessions).values(
+                id_hash=_sid_hash(sid),
+                user_name=user.name,
+                role=user.role,
+                created_at=now,
+                expires_at=now + timedelta(seconds=max_age),
+                client=(client or "")[:100],
+            )
+        )
+    return sid
+
+
+def session_user(store: Store, sid: str) -> tuple[str, str] | None:
+    """(user, role) of a live session: not revoked, not expired; else None."""
+    from sqlalchemy import select
+
+    from guardian.store.schema import web_sessions
+
+    with store.read() as conn:
+        row = conn.execute(
+            select(web_sessions.c.user_name, web_sessions.c.role, web_sessions.c.expires_at).where(
+                web_sessions.c.id_hash == _sid_hash(sid), web_sessions.c.revoked_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    if expires <= datetime.now(UTC):
+        return None
+    return str(row.user_name), str(row.role)
+
+
+def revoke_session(store: Store, sid: str) -> None:
+    """End a session server-side: its cookie no longer logs anyone in."""
+    from sqlalchemy import update
+
+    from guardian.store.schema import web_sessions
+
+    with store.write() as conn:
+        conn.execute(
+            update(web_sessions)
+            .where(web_sessions.c.id_hash == _sid_hash(sid), web_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+
+
+def standalone_resolver(settings: Settings, store: Callable[[], Store]) -> UserResolver:
+    """The resolver of the standalone UI: the server-side session named by the cookie."""
+
+    async def resolve(request: Request) -> Principal | None:
+        sid = request.session.get("sid")
+        if not sid:
+            return None
+        found = session_user(store(), str(sid))
+        if found is None:
+            return None
+        name, role = found
+        return Principal(name, ROLES.get(role, frozenset()))
+
+    return resolve
+
+
+# -- login throttling ----------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Failed logins per user name and per client address in a sliding window.
+
+    In memory of the one ``guardian serve`` process (a restart forgets; the audit log keeps
+    every failure). ``retry_after`` answers how long a key must wait, 0 when it may try.
+    """
+
+    def __init__(self, per_user: int, per_address: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.per_user, self.per_address, self.window, self.clock = per_user, per_address, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _prune(self, key: str, now: float) -> deque[float]:
+        q = self._failures.setdefault(key, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def retry_after(self, user: str, address: str) -> int:
+        """Seconds until this user name and address may try again (0: now)."""
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key, limit in ((f"u:{user}", self.per_user), (f"a:{address}", self.per_address)):
+                q = self._prune(key, now)
+                if len(q) >= limit:
+                    wait = max(wait, q[len(q) - limit] + self.window - now)
+        return max(1, int(wait) + 1) if wait > 0 else 0
+
+    def failed(self, user: str, address: str) -> None:
+        """Count one failed login."""
+        now = self.clock()
+        with self._lock:
+            for key in (f"u:{user}", f"a:{address}"):
+                self._prune(key, now).append(now)
+
+    def succeeded(self, user: str) -> None:
+        """A good login clears the user's failures (not the address's)."""
+        with self._lock:
+            self._failures.pop(f"u:{user}", None)

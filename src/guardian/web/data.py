@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from guardian.monitoring.alerts import alert_history, open_alerts
 from guardian.monitoring.health import latest_snapshots, recent_runs
+from guardian.monitoring.outbox import undelivered
 from guardian.monitoring.tables import notifications
 from guardian.store import Store
 from guardian.store.schema import audit_log
@@ -105,6 +106,7 @@ def overview(store: Store) -> dict[str, Any]:
         "open_alerts": alerts_now,
         "failures": recent_failures(store),
         "notifications": recent_notifications(store),
+        "undelivered": [plain(u) for u in undelivered(store)],
         "runs": [plain(r) for r in recent_runs(store, 15)],
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,7 @@ def api_probe():
 api_probe()
 """
 PASSWORD = "monitor-password-42"
+OP_PASSWORD = "operator-password-42"
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +56,18 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> It
     shutil.copy(REPO / "dags" / "guardian_health.py", dags / "guardian_health.py")
     (dags / "api_probe.py").write_text(PROBE)
     passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({"monitor": PASSWORD}))
+    passwords.write_text(json.dumps({"monitor": PASSWORD, "operator": OP_PASSWORD}))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="monitor:viewer",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="monitor:viewer,operator:op",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
         AIRFLOW__API_AUTH__JWT_SECRET="test-jwt-secret-for-the-guardian-suite",
         GUARDIAN_DATA_DIR=str(tmp_path / "guardian-data"),
+        GUARDIAN_WEB__SECURE_COOKIES="false",  # plain http on 127.0.0.1 in this test
     )
     airflow = str(Path(sys.executable).parent / "airflow")
     probe = subprocess.run([airflow, "dags", "test", "api_probe"], env=env, capture_output=True, text=True, timeout=300)
@@ -181,3 +184,73 @@ def test_guardian_in_the_airflow_ui_menu_in_chromium(api_server: dict[str, Any])
         driver.save_screenshot(str(shots / "12_airflow_plugin.png"))
     finally:
         driver.quit()
+
+
+def test_plugin_checks_roles_through_airflows_auth_manager(api_server: dict[str, Any]) -> None:
+    """A viewer cannot restore by any door; an operator can, with a bearer token or cookie plus CSRF."""
+    base = api_server["base"]
+
+    def token(user: str, password: str) -> str:
+        return str(
+            httpx.post(base + "/auth/token", json={"username": user, "password": password}).json()["access_token"]
+        )
+
+    viewer, operator = token("monitor", PASSWORD), token("operator", OP_PASSWORD)
+    restore = base + "/guardian/api/looker/restore"
+    form = {"dashboard_id": "42"}
+    as_viewer = httpx.post(restore, data=form, headers={"Authorization": f"Bearer {viewer}"})
+    assert as_viewer.status_code == 403 and "restore" in as_viewer.text
+    assert httpx.post(restore, data=form, cookies={"_token": viewer}).status_code == 403
+    # The operator's browser session (cookie) still needs the CSRF token of its Guardian session.
+    no_csrf = httpx.post(restore, data=form, cookies={"_token": operator})
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+    with httpx.Client(base_url=base, cookies={"_token": operator}) as browser:
+        page = browser.get("/guardian/audit")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and csrf
+        by_cookie = browser.post("/guardian/api/looker/restore", data={**form, "csrf": csrf.group(1)})
+        assert by_cookie.status_code not in (401, 403), by_cookie.text
+    by_token = httpx.post(restore, data=form, headers={"Authorization": f"Bearer {operator}"})
+    assert by_token.status_code not in (401, 403), by_token.text
+    # /metrics never answers anonymously inside Airflow (no token is configured here: always 401).
+    assert httpx.get(base + "/guardian/metrics").status_code == 401
+    assert httpx.get(base + "/guardian/metrics", headers={"Authorization": f"Bearer {viewer}"}).status_code == 401
+    page = httpx.get(base + "/guardian/", cookies={"_token": viewer})
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+
+
+def test_every_plugin_route_with_a_viewer_and_an_operator(api_server: dict[str, Any]) -> None:
+    """The routes come from the app itself: a route added later is walked as soon as it declares its permission."""
+    from fastapi.routing import APIRoute
+
+    from guardian.settings import load_settings
+    from guardian.web.app import PUBLIC_ROUTES, create_app, route_permission
+    from guardian.web.auth import Permission
+
+    base = api_server["base"]
+    granted = {"monitor": {Permission.READ}, "operator": {Permission.READ, Permission.RESTORE}}
+    passwords = {"monitor": PASSWORD, "operator": OP_PASSWORD}
+    routes = [r for r in create_app(load_settings(), user_resolver=_no_user).routes if isinstance(r, APIRoute)]
+    walked = 0
+    for user, perms in granted.items():
+        answer = httpx.post(base + "/auth/token", json={"username": user, "password": passwords[user]})
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        for route in routes:
+            needed = route_permission(route)
+            if route.path in PUBLIC_ROUTES or needed is None:
+                continue
+            url = base + "/guardian" + re.sub(r"\{[^}]+\}", "x", route.path)
+            for method in route.methods:
+                data = {"dashboard_id": "1", "confirm": "1"} if method != "GET" else None
+                params = {"dashboard_id": "1"} if method == "GET" else None
+                status = httpx.request(method, url, headers=headers, data=data, params=params, timeout=60).status_code
+                walked += 1
+                if needed in perms:
+                    assert status not in (401, 403), (user, method, route.path, status)
+                else:
+                    assert status == 403, (user, method, route.path, status)
+    assert walked >= 2 * 15
+
+
+async def _no_user(_request: Any) -> None:
+    return None

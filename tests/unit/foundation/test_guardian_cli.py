@@ -55,3 +55,17 @@ def test_config_show_names_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     out = run("config", "show", "--json").stdout
     assert '"setting": "GUARDIAN_LOOKER__PURGE_DAYS"' in out
     assert '"value": "30",\n    "source": "env"' in out
+
+
+def test_doctor_security_names_what_prod_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardian import audit
+    from guardian.doctor import run_checks
+    from guardian.settings import load_settings
+
+    audit.record("test.doctor", "thing:1")
+    [dev] = run_checks(load_settings(), ["security"])
+    assert dev.status == "OK" and "audit chain OK (1 rows, not keyed" in dev.detail
+    monkeypatch.setenv("GUARDIAN_ENVIRONMENT", "prod")
+    [prod] = run_checks(load_settings(), ["security"])
+    assert prod.status == "FAIL" and "GUARDIAN_AUDIT__HMAC_KEY_REF" in prod.detail
+    assert "GUARDIAN_WEB__METRICS_TOKEN_REF" in prod.detail

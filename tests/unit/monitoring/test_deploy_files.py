@@ -36,8 +36,8 @@ def test_dashboard_and_rules_use_metrics_the_ui_exports(monkeypatch) -> None:  #
     from guardian.store import get_store
     from guardian.web.app import create_app
 
-    monkeypatch.setenv("P", "pw-pw-pw")
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "a:env:P")
+    monkeypatch.setenv("SCRAPE", "scrape-token")
+    monkeypatch.setenv("GUARDIAN_WEB__METRICS_TOKEN_REF", "env:SCRAPE")
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", "9")
     settings = load_settings()
@@ -58,7 +58,7 @@ def test_dashboard_and_rules_use_metrics_the_ui_exports(monkeypatch) -> None:  #
     exported = set(
         re.findall(
             r"^(guardian_[a-z0-9_]+?)(?:_total|_created)?(?:\{| )",
-            TestClient(create_app(settings)).get("/metrics").text,
+            TestClient(create_app(settings)).get("/metrics", headers={"Authorization": "Bearer scrape-token"}).text,
             re.M,
         )
     )
@@ -68,3 +68,36 @@ def test_dashboard_and_rules_use_metrics_the_ui_exports(monkeypatch) -> None:  #
     used |= {n for g in rules["groups"] for r in g["rules"] for n in _metric_names(r["expr"])}
     used = {re.sub(r"_total$", "", n) for n in used}
     assert used and used <= exported, used - exported
+
+
+def test_alertmanager_is_wired_and_owns_only_platform_alerts() -> None:
+    am = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    receivers = {r["name"]: r for r in am["receivers"]}
+    routes = [am["route"], *am["route"].get("routes", [])]
+    assert all(r["receiver"] in receivers for r in routes)
+    assert any("email_configs" in r for r in receivers.values()) and any(
+        "slack_configs" in r for r in receivers.values()
+    )
+    assert am["route"]["group_by"] and "inhibit_rules" in am
+    # Secrets by file only.
+    assert "smtp_auth_password" not in am["global"] and "slack_api_url" not in am["global"]
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [target] = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    compose = yaml.safe_load((DEPLOY.parent / "docker-compose.prod.yml").read_text())
+    service = compose["services"]["alertmanager"]
+    assert target == "alertmanager:9093" and any("9093" in str(p) for p in service["ports"])
+    [guardian_job] = [j for j in prom["scrape_configs"] if j["job_name"] == "guardian"]
+    assert guardian_job["authorization"]["type"] == "Bearer"
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert 'up{job="guardian"} == 0' in rules["GuardianDown"]["expr"]
+    assert "absent" in rules["GuardianSilent"]["expr"]
+    # The guardian delivers its own threshold alerts; Prometheus must not fire them a second time.
+    assert not [
+        name for name, r in rules.items() if "guardian_alerts_open" in r["expr"] or "guardian_alert_open" in r["expr"]
+    ]
+    inhibited = {m for rule in am["inhibit_rules"] for m in rule["target_matchers"]}
+    assert all(name in rules for m in inhibited for name in m.split('"')[1].split("|"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from guardian.errors import ConfigError
 from guardian.monitoring.alerts import Condition, evaluate, open_alerts, parse_intervals, reconcile
@@ -107,3 +109,34 @@ def test_upsert_updates_state_and_prune_drops_old_history() -> None:
     old = RunRecord("d", "old", "success", NOW - timedelta(days=200, minutes=1), NOW - timedelta(days=200))
     upsert_runs(store, [old], source="t")
     assert prune(store, 90, now=NOW) == 1
+
+
+def test_a_16x_slower_run_alerts_after_10_normal_runs() -> None:
+    # With the judged run in its own baseline, p95 of the 11 runs is 510 s and 960 s < 2 x 510 s.
+    settings = load_settings()
+    store = get_store(settings)
+    upsert_runs(store, _runs("d", [60.0] * 10 + [960.0]), source="test")
+    [slow] = [c for c in evaluate(settings, store, compute_health(store, now=NOW), now=NOW) if c.kind == "slow_run"]
+    assert slow.value == 960.0 and "the 10 runs before it (60 s)" in slow.message
+
+
+# Invariant: a successful run alerts as slow exactly when it took longer than slow_factor times
+# the p95 of the successful runs that ended before it (at least slow_min_runs of them).
+@given(
+    before=st.lists(st.floats(min_value=1, max_value=1000), min_size=0, max_size=12),
+    last=st.floats(min_value=1, max_value=20000),
+)
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_slow_run_is_judged_against_the_runs_before_it(before: list[float], last: float) -> None:
+    from guardian.store import reset_stores
+
+    reset_stores()
+    cfg = load_settings(store={"url": "sqlite://"})
+    store = get_store(cfg)
+    upsert_runs(store, _runs("p", [*before, last]), source="test")
+    alerted = any(c.kind == "slow_run" for c in evaluate(cfg, store, compute_health(store, now=NOW), now=NOW))
+    # Durations go through timestamps (microseconds); compare with what was stored.
+    stored = [r.duration_s for r in _runs("p", [*before, last])]
+    p95 = percentile(stored[:-1], 0.95)
+    expected = len(before) >= cfg.monitoring.slow_min_runs and p95 is not None and stored[-1] > 2.0 * p95
+    assert alerted is expected

@@ -13,15 +13,20 @@ from guardian.monitoring.health import RunRecord
 from guardian.monitoring.service import run_health_check
 from guardian.settings import load_settings
 from guardian.store import get_store
+from guardian.web.auth import hash_password
+
+ALICE_HASH = hash_password("correct horse battery")
 
 
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
     from guardian.web.app import create_app
 
-    monkeypatch.setenv("UI_PW_ALICE", "correct horse battery")
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "alice:env:UI_PW_ALICE")
-    return TestClient(create_app(load_settings()))
+    monkeypatch.setenv("UI_PW_ALICE", ALICE_HASH)
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "alice:admin:env:UI_PW_ALICE")
+    monkeypatch.setenv("SCRAPE_TOKEN", "scrape-token-123")
+    monkeypatch.setenv("GUARDIAN_WEB__METRICS_TOKEN_REF", "env:SCRAPE_TOKEN")
+    return TestClient(create_app(load_settings()), base_url="https://testserver")
 
 
 def _login(client: TestClient, user: str = "alice", password: str = "correct horse battery") -> None:
@@ -81,7 +86,7 @@ def test_overview_shows_health_alerts_and_timing(client: TestClient) -> None:
 
 def test_metrics_expose_health_and_alerts(client: TestClient) -> None:
     _seed()
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"}).text
     assert 'guardian_dag_runs{dag_id="bigquery_sales_query",window="7d"} 8.0' in text
     assert 'guardian_dag_success_ratio{dag_id="bigquery_sales_query",window="7d"} 0.625' in text
     assert 'guardian_alerts_open{kind="failure_rate"} 1.0' in text
@@ -95,11 +100,15 @@ def test_metrics_token_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("SCRAPE_TOKEN", "scrape-token-123")
     monkeypatch.setenv("GUARDIAN_WEB__METRICS_TOKEN_REF", "env:SCRAPE_TOKEN")
-    monkeypatch.setenv("UI_PW", "pw-pw-pw")
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "bob:env:UI_PW")
-    c = TestClient(create_app(load_settings()))
+    monkeypatch.setenv("UI_PW", ALICE_HASH)
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "bob:viewer:env:UI_PW")
+    c = TestClient(create_app(load_settings()), base_url="https://testserver")
     assert c.get("/metrics").status_code == 401
+    assert c.get("/metrics", headers={"Authorization": "Bearer scrape-token-124"}).status_code == 401
     assert c.get("/metrics", headers={"Authorization": "Bearer scrape-token-123"}).status_code == 200
+    monkeypatch.delenv("GUARDIAN_WEB__METRICS_TOKEN_REF")
+    open_by_default = TestClient(create_app(load_settings()), base_url="https://testserver")
+    assert open_by_default.get("/metrics").status_code == 401  # no token configured: never anonymous
 
 
 def test_audit_search_and_verify_need_csrf(client: TestClient) -> None:
@@ -146,6 +155,6 @@ def test_bad_users_setting_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> No
     from guardian.errors import ConfigError
     from guardian.web.app import create_app
 
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "alice:plaintextpassword")
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", "alice:admin:plaintextpassword")
     with pytest.raises(ConfigError, match="must be a reference"):
         create_app(load_settings())
