@@ -27,6 +27,17 @@ gen redis_password "python -c 'import secrets; print(secrets.token_hex(24))'"
 gen admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
 gen web_admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
 gen grafana_admin_password "python -c 'import secrets; print(secrets.token_urlsafe(18))'"
+gen guardian_metrics_token "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+gen audit_hmac_key "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+gen web_session_secret "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+gen guardian_app_password "python -c 'import secrets; print(secrets.token_hex(24))'"
+# The Guardian UI stores only an argon2 hash of its admin password (GUARDIAN_WEB__USERS).
+web_pw=$own/web_admin_password; [ -s "$web_pw" ] || web_pw=$dir/web_admin_password
+gen web_admin_password_hash "python -c 'import sys; from guardian.web.auth import hash_password; print(hash_password(open(sys.argv[1]).read().strip()))' $web_pw"
+# Alertmanager's SMTP password and Slack webhook are yours to give (deploy/secrets); copied when present.
+for f in alertmanager_smtp_password alertmanager_slack_webhook; do
+  if [ -s "$own/$f" ]; then cp "$own/$f" "$dir/$f"; fi
+done
 # The simple auth manager reads users' passwords from this JSON file.
 admin=$(/opt/guardian/deploy/secret.sh admin_password)
 printf '{"admin": "%s"}\n' "$admin" >"$dir/simple_auth_manager_passwords.json"
@@ -35,8 +46,12 @@ printf '{"admin": "%s"}\n' "$admin" >"$dir/simple_auth_manager_passwords.json"
 chown 50000:0 "$dir" "$dir"/*
 chmod 0400 "$dir"/*
 chmod 0600 "$dir/simple_auth_manager_passwords.json"  # the auth manager opens it read-write
-for f in postgres_password redis_password; do
+for f in postgres_password redis_password guardian_app_password; do
   [ -f "$dir/$f" ] && chgrp 999 "$dir/$f" && chmod 0440 "$dir/$f"
+done
+# Prometheus and Alertmanager run as nobody (65534) and read their own files through the group.
+for f in guardian_metrics_token alertmanager_smtp_password alertmanager_slack_webhook; do
+  [ -f "$dir/$f" ] && chgrp 65534 "$dir/$f" && chmod 0440 "$dir/$f"
 done
 # Grafana runs as 472:0 and reads its admin password through group 0.
 [ -f "$dir/grafana_admin_password" ] && chmod 0440 "$dir/grafana_admin_password"

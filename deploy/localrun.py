@@ -264,8 +264,7 @@ def environment(cfg: Config, topology: Mapping[str, Any] | None = None) -> dict[
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CELERY__FLOWER_PORT": str(cfg.flower_port),
             "AIRFLOW__CELERY__FLOWER_HOST": "127.0.0.1",
-            # The Guardian store: the guardian_db connection for tasks, GUARDIAN_STORE__URL for the CLI.
-            "AIRFLOW_CONN_GUARDIAN_DB": "postgres://" + guardian_url.split("://", 1)[1],
+            # The Guardian store: one setting for tasks, the CLI and the UI.
             "GUARDIAN_STORE__URL": guardian_url,
             # guardian_health reads run history through the REST API, as in production.
             "GUARDIAN_MONITORING__AIRFLOW_API_URL": cfg.ui_url,

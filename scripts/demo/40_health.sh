@@ -74,7 +74,14 @@ guardian health show
 say "Health: the web UI (standalone, own login) shows it; /metrics for Prometheus"
 UI_PORT=$(python -c "from guardian.sandbox.serve import free_port; print(free_port())")
 export DEMO_UI_PASSWORD="demo-$(python -c 'import secrets; print(secrets.token_hex(6))')"
-GUARDIAN_WEB__USERS="demo:env:DEMO_UI_PASSWORD" guardian serve --port "$UI_PORT" >"$DEMO_DIR/ui.log" 2>&1 &
+# The UI keeps only an argon2 hash of each password (`guardian web hash-password` makes one).
+DEMO_UI_HASH=$(python -c 'import os; from guardian.web.auth import hash_password; print(hash_password(os.environ["DEMO_UI_PASSWORD"]))')
+export DEMO_UI_HASH
+export DEMO_METRICS_TOKEN="metrics-$(python -c 'import secrets; print(secrets.token_hex(8))')"
+# Plain http on 127.0.0.1 here, so the session cookie is not marked Secure; /metrics needs its token.
+GUARDIAN_WEB__USERS="demo:viewer:env:DEMO_UI_HASH" GUARDIAN_WEB__SECURE_COOKIES=false \
+  GUARDIAN_WEB__METRICS_TOKEN_REF=env:DEMO_METRICS_TOKEN \
+  guardian serve --port "$UI_PORT" >"$DEMO_DIR/ui.log" 2>&1 &
 PIDS+=($!)
 python -c "from guardian.sandbox.serve import wait_for_port; wait_for_port('127.0.0.1', $UI_PORT)"
 python - "$UI_PORT" <<'PY'
@@ -89,11 +96,12 @@ with httpx.Client(base_url=base, timeout=30) as c:
     assert page.status_code == 200 and "guardian_health" in page.text
     shown = "collect_runs" in page.text and "unreachable" in page.text
     print(f"Overview: {len(re.findall('data-dag=', page.text))} DAG(s); the collect_runs failure shown: {shown}")
-    metrics = c.get("/metrics").text
+    assert c.get("/metrics").status_code == 401, "/metrics must need its token"
+    metrics = c.get("/metrics", headers={"Authorization": f"Bearer {os.environ['DEMO_METRICS_TOKEN']}"}).text
     for line in metrics.splitlines():
         if line.startswith(("guardian_dag_success_ratio{", "guardian_alerts_open{", "guardian_alert_deliveries_total")):
             print(line)
     if not shown:
         sys.exit("the failure is missing from the Overview page")
 PY
-echo "UI: GUARDIAN_WEB__USERS=name:env:VAR guardian serve  (or /guardian in the Airflow 3 API server)"
+echo "UI: GUARDIAN_WEB__USERS=name:role:env:VAR (an argon2 hash from guardian web hash-password) guardian serve  (or /guardian in the Airflow 3 API server)"

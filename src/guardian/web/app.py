@@ -372,7 +372,7 @@ def create_app(
         rows = [data.plain(r) for r in list_runs(store(), limit=100)]
         return render(
             request,
-            "table.html",
+            "sales.html",
             user,
             "sales",
             title="Sales runs",
