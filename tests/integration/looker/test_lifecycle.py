@@ -297,3 +297,41 @@ def test_trash_that_timed_out_but_happened_is_recognised(settings: Any, sandbox:
     assert again.noop == 1
     action = next(a for a in list_actions(get_store(settings), plan.id) if a.dashboard_id == "8")
     assert action.trashed_by_guardian and "8" in guardian_trashed_ids(get_store(settings), "default")
+
+
+def test_two_plans_in_one_window_share_the_budget(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from guardian.looker.apply import apply_plan
+    from guardian.looker.client import connect
+    from guardian.looker.ledger import record_warnings
+    from guardian.looker.plan import make_plan
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_DELETIONS", "6")
+    settings = load_settings()
+    store = get_store(settings)
+    first = service.plan(settings)
+    assert service.apply(settings, first.id).done == 6  # 5 trashes + 1 purge; with the history's: 6 trashes
+    # A week later another dashboard is due (inactive, its owner warned 20 days ago).
+    later = datetime.now(UTC) + timedelta(days=7)
+    dash = sandbox.state.dashboards["3"]
+    dash["last_accessed_at"] = dash["last_viewed_at"] = None
+    sandbox.state.usage["3"].last_accessed = None
+    with store.write() as conn:
+        record_warnings(
+            conn, "default", [("3", None)], address="dave@example.com", warned_at=later - timedelta(20), plan_id=None
+        )
+    client = connect(settings)
+    second = make_plan(settings, client, store, now=later)
+    assert [a.dashboard_id for a in list_actions(store, second.id, kinds=["soft_delete"])] == ["3"]
+    with pytest.raises(SafetyGateTripped, match="brings trashes to 7 in 30 days"):
+        apply_plan(settings, second.id, client=client, store=store, storage=default_storage(settings), now=later)
+    assert not sandbox.state.dashboards["3"]["deleted"]
+    # Past the window, the same kind of plan goes through.
+    much_later = later + timedelta(days=31)
+    third = make_plan(settings, client, store, now=much_later)
+    report = apply_plan(
+        settings, third.id, client=client, store=store, storage=default_storage(settings), now=much_later
+    )
+    assert report.done == 1 and sandbox.state.dashboards["3"]["deleted"]

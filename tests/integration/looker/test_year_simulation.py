@@ -49,8 +49,9 @@ OWNERS = ("2", "3", "4")
 PEOPLE = "3"  # Bob's API key: the person who trashes and restores by hand
 PEOPLE_ACTIONS = (
     *("view", "schedule", "unschedule", "alert", "favorite", "trash", "untrash", "leave", "keep", "days"),
-    # The risky moments: warned dashboards in use again, a guardian trash undone and redone by a person.
-    *("schedule_warned", "alert_warned", "retrash_ours"),
+    # The risky moments, three times as likely: dashboards warned and due for the trash in use again,
+    # a guardian trash undone and redone by a person.
+    *(("schedule_warned", "alert_warned", "retrash_ours") * 3),
 )
 
 
@@ -147,11 +148,13 @@ class LookerYear(RuleBasedStateMachine):
         live, trashed = self._live(), self._trashed()
         if action in ("schedule_warned", "alert_warned"):
             # The risky moment: warned, about to be trashed, and now in use again.
-            live = [d for d in live if d in self.warned]
+            live = [d for d in live if self.warned.get(d) and self.warned[d][-1] > self.last_view[d]]
+            SEEN[action] += bool(live)
             action = action.removesuffix("_warned")
         if action == "retrash_ours":
             # A person restores what the guardian trashed, then trashes it again themselves.
             ours = [d for _, d, _ in self.guardian_trashes if d in trashed]
+            SEEN[action] += bool(ours)
             if ours:
                 self.bob.set_deleted(ours[pick % len(ours)], False)
                 self.bob.set_deleted(ours[pick % len(ours)], True)
@@ -196,10 +199,27 @@ class LookerYear(RuleBasedStateMachine):
         mode=st.sampled_from(["dry_run", "test", "apply", "apply"]),
         kill_after=st.one_of(st.none(), st.integers(1, 3)),
         days=st.integers(26, 35),
+        react=st.sampled_from([None, "schedule", "alert", "retrash"]),
+        again=st.booleans(),
     )
-    def a_month_passes(self, mode: str, kill_after: int | None, days: int) -> None:
-        """The month turns and the guardian's monthly run happens (sometimes killed mid-apply)."""
+    def a_month_passes(self, mode: str, kill_after: int | None, days: int, react: str | None, again: bool) -> None:
+        """The month turns and the guardian's monthly run happens (sometimes killed mid-apply).
+
+        Just before it, someone may react: an owner schedules or alerts a dashboard that was
+        warned and is due for the trash, or a person restores one of the guardian's trashes and
+        trashes it again themselves. Sometimes someone runs it again by hand two weeks later.
+        """
         self.now += timedelta(days=days)
+        if react == "retrash":
+            self.people_act("retrash_ours", days, True, 1)
+        elif react is not None:
+            self.people_act(f"{react}_warned", days, True, 1)
+        self._run(mode, kill_after)
+        if again:
+            self.now += timedelta(days=WARNING + 1 + days % 5)
+            self._run("apply", None)
+
+    def _run(self, mode: str, kill_after: int | None) -> None:
         before = {k: dict(d) for k, d in self.state.dashboards.items()}
         enabled_schedules = {str(p["dashboard_id"]) for p in self.state.scheduled_plans.values() if p["enabled"]}
         all_schedules = {
@@ -362,4 +382,5 @@ def test_a_year_of_people_faults_and_monthly_runs(smtp_receiver: Any, monkeypatc
         ),
     )
     # The year exercised what the invariants are about (else they hold vacuously).
+    print(dict(SEEN))
     assert min(SEEN[k] for k in ("trash", "purge", "killed", "restore")) > 0, SEEN
