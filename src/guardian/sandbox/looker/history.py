@@ -9,7 +9,7 @@ where a year of monthly runs would have left them, not from an empty ledger.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert
@@ -20,23 +20,41 @@ from guardian.looker.tables import looker_actions, looker_plans
 from guardian.sandbox.looker.state import API_USER_ID, LookerState
 
 if TYPE_CHECKING:
+    from guardian.looker.client import LookerClient
     from guardian.settings import Settings
     from guardian.store import Store
 
 
 def seed_history(settings: Settings, store: Store, state: LookerState, *, now: datetime | None = None) -> int:
     """Record past guardian trashes and a warning ``warning_days + 1`` days ago; returns the history plan id."""
-    now = now or state.now()
+    return _seed(settings, store, list(state.dashboards.values()), now=now or state.now(), guardian_id=API_USER_ID)
+
+
+def seed_history_from_api(settings: Settings, store: Store, client: LookerClient) -> int:
+    """The same, reading the dashboards through the API (a sandbox in another process: the demo)."""
+    fields = (
+        "id,title,user_id,user_name,folder_id,created_at,last_accessed_at,last_viewed_at,deleted,deleted_at,deleter_id"
+    )
+    rows = [
+        row
+        for deleted in (False, True)
+        for page in client.search_dashboards(deleted=deleted, fields=fields, page_size=1000)
+        for row in page
+    ]
+    return _seed(settings, store, rows, now=datetime.now(UTC), guardian_id=str(client.me_user()["id"]))
+
+
+def _seed(
+    settings: Settings, store: Store, dashboards: list[dict[str, Any]], *, now: datetime, guardian_id: str
+) -> int:
     cfg = settings.looker
     warned_at = now - timedelta(days=cfg.warning_days + 1)
     trashed = [
-        d
-        for d in state.dashboards.values()
-        if d["deleted"] and str(d.get("deleter_id")) == API_USER_ID and "::" not in str(d["id"])
+        d for d in dashboards if d["deleted"] and str(d.get("deleter_id")) == guardian_id and "::" not in str(d["id"])
     ]
     created = min([parse_ts(d["deleted_at"]) or now for d in trashed] + [warned_at]) - timedelta(hours=1)
     warn: list[tuple[str, datetime | None]] = []
-    for dash in state.dashboards.values():
+    for dash in dashboards:
         if dash["deleted"] or "::" in str(dash["id"]):
             continue
         last, _ = DashboardFacts.from_api(dash).last_access()
@@ -52,7 +70,7 @@ def seed_history(settings: Settings, store: Store, state: LookerState, *, now: d
                 policy={},
                 content_hash="history",
                 counts={"soft_delete": len(trashed)},
-                inventory_size=len(state.dashboards),
+                inventory_size=len(dashboards),
                 trash_size=0,
                 api_calls=0,
                 duration_s=0.0,
