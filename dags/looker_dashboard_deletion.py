@@ -1,36 +1,49 @@
-"""looker_dashboard_deletion: monthly warn / back up / trash / purge of inactive Looker dashboards."""
+"""looker_dashboard_deletion: monthly warn / approve / back up / trash / purge of inactive Looker dashboards."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
-from airflow.providers.common.compat.sdk import Param, dag, task
+from airflow.providers.common.compat.sdk import Param, TriggerRule, dag, task
 
 from guardian.airflow import dagkit
 from guardian.airflow.dagkit import Tag
+from guardian.airflow.looker import APPROVAL_TIMEOUT_HOURS, approval_operator_class
 
 DOC = """
 ### looker_dashboard_deletion (monthly, 1st at 00:00 UTC)
 
 Keeps Looker clean without losing a dashboard. `restore` (only when `restore_ids` is given)
-un-trashes or re-imports dashboards; `plan` inventories the instance (dashboard search + one
-System Activity query) and persists a plan; `apply` re-checks, backs up (JSON + LookML,
-write-once, verified) and trashes / purges; `notify` emails owners and the team.
+un-trashes or re-imports dashboards; `plan` inventories the instance (dashboard search, System
+Activity, every schedule and alert) and persists a plan; `warn` emails the owners of inactive
+dashboards (always, whatever the mode: a dashboard is only trashed 14+ days after its owner
+was warned); `gate` picks the path; `approve` (Airflow 3) waits for a person to approve the
+plan in the Airflow UI (Browse > Required actions), showing its counts and a link to the Looker
+page of the Guardian UI; `apply` re-checks, backs up (JSON + LookML + schedules + alerts) and
+trashes / purges; `report` sends trash notices and the team summary, or says the plan waits.
 
-**Modes** (param `mode`): `dry_run` (default: plan only, nothing changes), `test` (only the
-first N actions, `GUARDIAN_LOOKER__TEST_MODE_LIMIT`), `apply` (everything, bounded by the
-circuit breaker).
+**Modes** (param `mode`): `scheduled` (default: `GUARDIAN_LOOKER__SCHEDULED_MODE`, itself
+`dry_run` unless set), `dry_run` (plan and warn, nothing changes), `test` (only the first N
+actions), `apply` (everything, bounded by the rolling circuit breaker). `skip_approval=true`
+on a manual trigger means the person triggering is the approval.
 
 **Triage**
-- `apply` fails with *refused by the circuit breaker*: the plan trashes more than
-  `max_deletions` / `max_fraction`. Review it with `guardian looker plan --show ID`; if it is
-  right, `guardian looker apply ID --override-breaker`.
-- `apply` fails with *N failed*: the failures are listed in the log and in
-  `guardian looker plan --show ID`; clear the task to retry: finished actions are not redone.
+- `approve` waits: approve or reject the plan in the Airflow UI; no answer in 72 hours counts
+  as Reject, nothing changes and the team is told the plan waits.
+- `apply` fails with *refused by the circuit breaker*: trashes or purges in the rolling
+  window would pass `max_deletions` / `max_purges` / `max_fraction`. Review the plan
+  (`guardian looker plan --show ID`); if it is right, `guardian looker apply ID --override-breaker`.
+- *cannot be applied: plan N is newer / hours old*: only the newest plan, within
+  `max_plan_age_hours`, applies; trigger a new run.
+- *parked* dashboards: their backup could not be made; the run goes on, the next one retries.
+- `apply` fails with *N failed*: clear the task to retry: finished actions are not redone.
 - Killed or timed-out `apply`: just clear / rerun it; every action is resumable and re-checked.
-- Looker errors (HTTP 401/404 on login): check the `looker_default` connection
-  (login = client id, password = client secret, host = Looker URL).
+- Looker errors (HTTP 401/404 on login): check the `looker_default` connection.
 - A dashboard trashed by mistake: `guardian looker restore ID` or the looker_dashboard_restore DAG.
 """
+
+ApprovalOperator = approval_operator_class()
 
 
 @dag(
@@ -44,12 +57,19 @@ circuit breaker).
     default_args=dagkit.default_args(retries=2, retry_delay_minutes=2),
     on_failure_callback=dagkit.on_failure,
     params={
-        "mode": Param("dry_run", enum=["dry_run", "test", "apply"], description="dry_run plans only."),
+        "mode": Param(
+            "scheduled",
+            enum=["scheduled", "dry_run", "test", "apply"],
+            description="scheduled: GUARDIAN_LOOKER__SCHEDULED_MODE. dry_run plans and warns only.",
+        ),
+        "skip_approval": Param(
+            False, type="boolean", description="Manual runs: the person triggering approves (no approval step)."
+        ),
         "restore_ids": Param("", type="string", description="Comma-separated dashboard ids to restore first."),
     },
 )
 def looker_dashboard_deletion() -> None:
-    """Restore (optional), plan, apply, notify."""
+    """Restore (optional), plan, warn, approve, apply, report."""
 
     @task
     def restore(params: dict[str, object] | None = None) -> list[dict[str, object]]:
@@ -73,9 +93,9 @@ def looker_dashboard_deletion() -> None:
         return [r.as_dict() for r in results]
 
     @task
-    def plan(restored: list[dict[str, object]]) -> int:
+    def plan(restored: list[dict[str, object]], params: dict[str, object] | None = None) -> dict[str, object]:
         from guardian.airflow import lineage
-        from guardian.airflow.looker import client
+        from guardian.airflow.looker import client, resolve_mode
         from guardian.looker import service
 
         settings = dagkit.task_settings()
@@ -84,22 +104,49 @@ def looker_dashboard_deletion() -> None:
             inputs=[f"looker://{settings.looker.instance_name}/dashboards"], outputs=["guardian://store/looker_plans"]
         )
         print(f"plan {made.id}: {made.counts} ({made.api_calls} API calls, hash {made.content_hash[:16]})")
-        return made.id
+        counts = made.counts
+        return {
+            "plan_id": made.id,
+            "mode": resolve_mode((params or {}).get("mode"), settings.looker.scheduled_mode),
+            "summary": (
+                f"trash {counts.get('soft_delete', 0)}, purge {counts.get('purge', 0)}, warn {counts.get('warn', 0)}, "
+                f"excluded {counts.get('skip', 0)} of {made.inventory_size} live and {made.trash_size} trashed"
+            ),
+            "link": f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker",
+        }
 
     @task
-    def apply(plan_id: int, params: dict[str, object] | None = None) -> dict[str, object]:
-        from guardian.airflow import lineage
+    def warn(planned: dict[str, object]) -> dict[str, object]:
         from guardian.airflow.looker import client
         from guardian.looker import service
 
-        mode = str((params or {}).get("mode") or "dry_run")
-        if mode == "dry_run":
-            print(f"dry run: plan {plan_id} made, nothing applied (`guardian looker plan --show {plan_id}`)")
-            return {"plan_id": plan_id, "mode": mode, "backup_bytes": 0}
+        settings = dagkit.task_settings()
+        report = service.warn(settings, int(str(planned["plan_id"])), client=client(settings))
+        print(f"warnings: {report.as_dict()}")
+        return report.as_dict()
+
+    @task.branch
+    def gate(
+        planned: dict[str, object], warned: dict[str, object], params: dict[str, object] | None = None
+    ) -> list[str]:
+        from guardian.airflow.looker import approval_operator_class, route
+
+        mode = str(planned["mode"])
+        skip = bool((params or {}).get("skip_approval"))
+        chosen = route(mode, skip_approval=skip, approval_available=approval_operator_class() is not None)
+        print(f"mode {mode}, skip_approval={skip}: {chosen}")
+        return chosen
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def apply(planned: dict[str, object]) -> dict[str, object]:
         from airflow.providers.common.compat.sdk import AirflowFailException
 
+        from guardian.airflow import lineage
+        from guardian.airflow.looker import client
         from guardian.errors import SafetyGateTripped
+        from guardian.looker import service
 
+        plan_id, mode = int(str(planned["plan_id"])), str(planned["mode"])
         settings = dagkit.task_settings()
         try:
             report = service.apply(
@@ -121,20 +168,53 @@ def looker_dashboard_deletion() -> None:
             raise RuntimeError(f"plan {plan_id}: {report.failed} action(s) failed; clear this task to retry them")
         return {k: v for k, v in report.as_dict().items() if k != "outcomes"}
 
-    @task
-    def notify(applied: dict[str, object], params: dict[str, object] | None = None) -> dict[str, object]:
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def report(planned: dict[str, object]) -> dict[str, object]:
+        from airflow.providers.common.compat.sdk import AirflowFailException
+
         from guardian.airflow.looker import client
         from guardian.looker import service
+        from guardian.looker.messages import plan_waits
+        from guardian.store import get_store
 
         settings = dagkit.task_settings()
-        mode = str((params or {}).get("mode") or "dry_run")
-        backup_bytes = int(str(applied.get("backup_bytes") or 0))
-        sent = service.notify(
-            settings, int(str(applied["plan_id"])), mode=mode, client=client(settings), backup_bytes=backup_bytes
-        )
-        return sent.as_dict()
+        store = get_store(settings)
+        plan_id, mode = int(str(planned["plan_id"])), str(planned["mode"])
+        made = service.get_plan(store, plan_id)
+        assert made is not None
+        if mode != "dry_run" and made.status not in ("applied", "partial", "applying"):
+            why = f"status {made.status} (rejected, no approval within the timeout, or refused)"
+            print(f"plan {plan_id} waits: {why}; alert sent: {plan_waits(settings, made, why)}")
+            if made.status in ("refused", "stale"):
+                raise AirflowFailException(f"plan {plan_id} was {made.status}; see the apply task's log")
+            return {"plan_id": plan_id, "status": made.status, "waits": True}
+        sent = service.notify(settings, plan_id, mode=mode, client=client(settings))
+        failed = [a.dashboard_id for a in service.list_actions(store, plan_id, states=["failed"])]
+        if failed:
+            raise AirflowFailException(f"plan {plan_id}: actions failed for {failed[:20]}; clear apply to retry")
+        return {"plan_id": plan_id, "status": made.status, **sent.as_dict()}
 
-    notify(apply(plan(restore())))
+    planned = plan(restore())
+    chosen = gate(planned, warn(planned))
+    applied = apply(planned)
+    reported = report(planned)
+    chosen >> [applied, reported]
+    if ApprovalOperator is not None:
+        approve = ApprovalOperator(
+            task_id="approve",
+            subject="Apply Looker plan {{ ti.xcom_pull(task_ids='plan')['plan_id'] }}?",
+            body=(
+                "Looker lifecycle plan {{ ti.xcom_pull(task_ids='plan')['plan_id'] }} "
+                "({{ ti.xcom_pull(task_ids='plan')['mode'] }} mode): "
+                "{{ ti.xcom_pull(task_ids='plan')['summary'] }}.\n\n"
+                "Review it on {{ ti.xcom_pull(task_ids='plan')['link'] }} before approving. Owners were warned; "
+                "every dashboard is backed up before it is trashed and can be restored."
+            ),
+            defaults="Reject",
+            response_timeout=timedelta(hours=APPROVAL_TIMEOUT_HOURS),
+        )
+        chosen >> approve >> applied
+    applied >> reported
 
 
 looker_dashboard_deletion()

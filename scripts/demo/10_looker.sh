@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Looker lifecycle on the Looker API sandbox: plan (dry run), the DAG in APPLY mode through
-# Airflow, then restore one trashed and one purged dashboard.
+# Airflow (triggered by hand with skip_approval: the trigger is the approval), then restore one
+# trashed and one purged dashboard, and keep one.
 set -euo pipefail
 
 PORT=$(python -c 'from guardian.sandbox.serve import free_port; print(free_port())')
@@ -16,12 +17,22 @@ export LOOKERSDK_CLIENT_SECRET=sandbox-secret
 export GUARDIAN_LOOKER__MAX_FRACTION=0.5
 export GUARDIAN_LOOKER__PROTECTED_FOLDER_PATHS=Shared/Finance
 echo "Looker sandbox (seeded demo instance) at $LOOKERSDK_BASE_URL, pid $SANDBOX_PID"
+# The guardian's side of the demo instance's past: its earlier trashes and a warning 15 days ago
+# (without it nothing is trashed today: owners are always warned first).
+python -c "
+from guardian.looker.client import connect
+from guardian.sandbox.looker.history import seed_history_from_api
+from guardian.settings import load_settings
+from guardian.store import get_store
+settings = load_settings()
+print('history plan', seed_history_from_api(settings, get_store(settings), connect(settings)))
+"
 
 say "Looker: guardian looker plan (a dry run: nothing changes in Looker)"
 guardian looker plan
 
 say "Looker: airflow dags test looker_dashboard_deletion in APPLY mode"
-if ! airflow dags test looker_dashboard_deletion -c '{"mode": "apply"}' >"$DEMO_DIR/looker-dag.log" 2>&1; then
+if ! airflow dags test looker_dashboard_deletion -c '{"mode": "apply", "skip_approval": true}' >"$DEMO_DIR/looker-dag.log" 2>&1; then
   tail -40 "$DEMO_DIR/looker-dag.log"
   exit 1
 fi
@@ -32,6 +43,9 @@ guardian looker plan --show "$PLAN_ID"
 say "Looker: restore dashboard 4 (trashed) and dashboard 17 (purged, re-imported from its backup)"
 guardian looker restore 4 17
 guardian looker report --limit 5
+
+say "Looker: the owner of dashboard 9 keeps it for a quarter"
+guardian looker keep 9 --until "$(date -u -d '+90 days' +%F)" --reason "used for the quarterly review"
 
 say "Looker: the audit trail of dashboard 4 (backup, trash started/ok, restore)"
 COLUMNS=160 guardian audit tail -n 10 --target looker:default/dashboard/4

@@ -1,7 +1,8 @@
 """looker_dashboard_deletion and looker_dashboard_restore end to end with dag.test() on the sandbox.
 
 The real looker-sdk talks HTTP to the Looker sandbox; the store is the test's SQLite file and
-backups go to a local storage folder.
+backups go to a local storage folder. The store starts with the demo instance's history (the
+guardian's past trashes and a warning 15 days ago), email goes to a local SMTP receiver.
 """
 
 from __future__ import annotations
@@ -38,8 +39,43 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.stop()
 
 
-@pytest.mark.usefixtures("airflow_db")
-def test_dry_run_default_plans_and_changes_nothing(sandbox: Any) -> None:
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local SMTP receiver (None where aiosmtpd is not installed: the Airflow 2.11 venv)."""
+    try:
+        from guardian.monitoring.receivers import SmtpReceiver
+
+        SmtpReceiver().start().stop()
+    except ModuleNotFoundError:
+        yield None
+        return
+    receiver = SmtpReceiver().start()
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(receiver.port))
+    monkeypatch.setenv("GUARDIAN_NOTIFY__EMAIL_TO", "team@example.com")
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def history(sandbox: Any, smtp: Any) -> None:
+    from guardian.sandbox.looker.history import seed_history
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    settings = load_settings()
+    seed_history(settings, get_store(settings), sandbox.state)
+
+
+def _hitl() -> bool:
+    from guardian.airflow.looker import approval_operator_class
+
+    return approval_operator_class() is not None
+
+
+@pytest.mark.usefixtures("airflow_db", "history")
+def test_scheduled_default_is_a_dry_run_that_still_warns(sandbox: Any, smtp: Any) -> None:
+    from guardian.looker.ledger import latest_warnings
     from guardian.looker.plan import latest_plan
     from guardian.settings import load_settings
     from guardian.store import get_store
@@ -47,12 +83,18 @@ def test_dry_run_default_plans_and_changes_nothing(sandbox: Any) -> None:
     before = {k: d["deleted"] for k, d in sandbox.state.dashboards.items()}
     run = _load("looker_dashboard_deletion").test()
     assert run.state == "success"
-    plan = latest_plan(get_store(load_settings()))
+    store = get_store(load_settings())
+    plan = latest_plan(store)
     assert plan is not None and plan.counts["soft_delete"] == 5 and plan.counts["purge"] == 1
     assert {k: d["deleted"] for k, d in sandbox.state.dashboards.items()} == before
+    # Dry run or not, the owners of dashboards 9 and 10 were warned and the ledger knows it.
+    if smtp is None:
+        pytest.skip("no SMTP receiver in this environment (aiosmtpd)")
+    assert {"9", "10"} <= set(latest_warnings(store, "default"))
+    assert {str(m["To"]) for m in smtp.messages} >= {"carol@example.com", "alice@example.com"}
 
 
-@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("airflow_db", "history")
 def test_apply_mode_trashes_purges_with_backups_then_restore_dag(sandbox: Any) -> None:
     from guardian import audit
     from guardian.looker.backup import list_backups
@@ -60,7 +102,7 @@ def test_apply_mode_trashes_purges_with_backups_then_restore_dag(sandbox: Any) -
     from guardian.settings import load_settings
     from guardian.store import get_store
 
-    run = _load("looker_dashboard_deletion").test(run_conf={"mode": "apply"})
+    run = _load("looker_dashboard_deletion").test(run_conf={"mode": "apply", "skip_approval": True})
     assert run.state == "success"
     store = get_store(load_settings())
     plan = latest_plan(store)
@@ -81,14 +123,14 @@ def test_apply_mode_trashes_purges_with_backups_then_restore_dag(sandbox: Any) -
     assert len(reimported) == 1 and reimported[0]["folder_id"] == "5"
 
 
-@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.usefixtures("airflow_db", "history")
 def test_breaker_fails_the_run_without_retries(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from guardian.looker.plan import latest_plan
     from guardian.settings import load_settings
     from guardian.store import get_store
 
     monkeypatch.setenv("GUARDIAN_LOOKER__MAX_FRACTION", "0.2")
-    run = _load("looker_dashboard_deletion").test(run_conf={"mode": "apply"})
+    run = _load("looker_dashboard_deletion").test(run_conf={"mode": "apply", "skip_approval": True})
     assert run.state == "failed"
     plan = latest_plan(get_store(load_settings()))
     assert plan is not None and plan.status == "refused"
@@ -120,4 +162,27 @@ def test_credentials_from_the_looker_default_connection(sandbox: Any, monkeypatc
     run = _load("looker_dashboard_deletion").test()
     assert run.state == "success"
     plan = latest_plan(get_store(load_settings()))
-    assert plan is not None and plan.inventory_size == 18
+    assert plan is not None and plan.inventory_size == 16
+
+
+@pytest.mark.usefixtures("airflow_db", "history")
+def test_scheduled_apply_waits_for_approval_then_applies(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3: apply needs the approve task (here marked approved); Airflow 2.11 falls back to the breaker."""
+    from guardian.looker.plan import latest_plan
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__SCHEDULED_MODE", "apply")
+    dag = _load("looker_dashboard_deletion")
+    if _hitl():
+        approve = dag.get_task("approve")
+        assert type(approve).__name__ == "ApprovalOperator" and approve.defaults == ["Reject"]
+        assert "apply" in approve.downstream_task_ids
+        run = dag.test(mark_success_pattern="^approve$")
+    else:
+        assert "approve" not in dag.task_ids
+        run = dag.test()
+    assert run.state == "success"
+    plan = latest_plan(get_store(load_settings()))
+    assert plan is not None and plan.status == "applied"
+    assert all(sandbox.state.dashboards[k]["deleted"] for k in ("4", "5", "6", "7", "8"))

@@ -52,3 +52,37 @@ def client(settings: Settings) -> LookerClient:
     if conn is None:
         return connect(settings)
     return connect(settings, api=api_settings_from_connection(conn, settings))
+
+
+APPROVAL_TIMEOUT_HOURS = 72
+"""How long the monthly run waits for a person to approve a plan; no answer counts as Reject."""
+
+
+def approval_operator_class() -> Any | None:
+    """The standard provider's ApprovalOperator (Airflow 3.1+), or None (Airflow 2.11: no HITL)."""
+    from airflow import __version__
+
+    # Checked first: on 2.11 the provider's hitl module imports half of Airflow before refusing.
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    if (major, minor) < (3, 1):
+        return None
+    try:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+    except Exception:  # ImportError, or the provider's "needs Airflow 3.1+" feature exception
+        return None
+    return ApprovalOperator
+
+
+def resolve_mode(param: object, scheduled_mode: str) -> str:
+    """The run's mode: the trigger's ``mode``, or ``GUARDIAN_LOOKER__SCHEDULED_MODE`` for "scheduled"."""
+    mode = str(param or "scheduled")
+    return scheduled_mode if mode == "scheduled" else mode
+
+
+def route(mode: str, *, skip_approval: bool, approval_available: bool) -> list[str]:
+    """Task ids the gate follows: dry run reports only; test/apply go through approval when Airflow has it."""
+    if mode == "dry_run":
+        return ["report"]
+    if approval_available and not skip_approval:
+        return ["approve", "report"]
+    return ["apply", "report"]

@@ -1,7 +1,8 @@
 """Apply a plan: re-check, back up, trash or purge, each action audited before and after.
 
 Every action row moves ``pending -> backed_up -> in_progress -> done | noop | skipped``
-(or ``failed``, retried by the next run). The state and its audit event commit in one
+(or ``failed``, retried by the next run; or ``parked`` when its backup cannot be made: the
+run goes on, reports it, and the next plan tries again). The state and its audit event commit in one
 transaction, so after a kill at any line the rerun knows where each dashboard stands:
 
 * killed before the backup was recorded: the backup key is fixed per plan, the rerun finds
@@ -11,35 +12,42 @@ transaction, so after a kill at any line the rerun knows where each dashboard st
   action.
 
 Each dashboard is re-read just before its action: one viewed, moved into a protected folder,
-favorited, restored or deleted by hand since the plan is skipped with the reason.
+favorited, scheduled, kept, restored or deleted by hand since the plan is skipped with the reason.
+
+Bounds are per Looker instance, not per plan: one applier per instance at a time, only the
+instance's newest plan may be applied and only within ``max_plan_age_hours``, and the circuit
+breaker counts the trashes and purges already made in the rolling ``breaker_window_days``
+window, so two plans applied one after the other cannot double the budget.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from guardian import audit
 from guardian.errors import GuardianError, SafetyGateTripped, ValidationFailed
-from guardian.looker.backup import Backup, get_backup, take_backup, verify_backup
+from guardian.looker.backup import Backup, BackupError, get_backup, take_backup, verify_backup
+from guardian.looker.client import LookerAPIError
+from guardian.looker.ledger import TRASHED_BEFORE_INTERRUPTION, active_keeps, guardian_trashes, latest_warnings
 from guardian.looker.plan import (
     ACTION_KINDS,
     FINAL_STATES,
-    TRASHED_BEFORE_INTERRUPTION,
     Action,
     Plan,
     get_action,
-    guardian_trashed_ids,
     instance_target,
+    latest_plan,
     list_actions,
     require_plan,
     set_plan_status,
@@ -60,34 +68,41 @@ _APPLY_LOCK_KEY = 0x6C6F6F6B  # "look"
 
 
 class PlanBusy(GuardianError):
-    """Another process is applying the same plan."""
+    """Another process is applying a plan of the same Looker instance."""
+
+
+def _instance_key(instance: str) -> int:
+    # A stable signed 32-bit key per instance name (pg advisory locks take int4 pairs).
+    return int.from_bytes(hashlib.sha256(instance.encode("utf-8")).digest()[:4], "big", signed=True)
 
 
 @contextlib.contextmanager
-def plan_lock(store: Store, plan_id: int) -> Iterator[None]:
-    """Hold an exclusive lock on applying one plan; the OS / database drops it if the process dies.
+def apply_lock(store: Store, instance: str) -> Iterator[None]:
+    """Hold the one apply lock of a Looker instance; the OS / database drops it if the process dies.
 
     PostgreSQL: a session advisory lock on a dedicated connection. SQLite: ``flock`` on a file
     next to the database. A killed applier leaves no stale lock, so a rerun starts at once.
     """
+    busy = f"a plan of Looker instance {instance} is being applied by another process; wait for it to finish"
     if store.dialect == "postgresql":
         with store.engine.connect() as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k, :p)"), {"k": _APPLY_LOCK_KEY, "p": plan_id})
+            key = {"k": _APPLY_LOCK_KEY, "p": _instance_key(instance)}
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k, :p)"), key)
             conn.commit()
             if not got.scalar():
-                raise PlanBusy(f"plan {plan_id} is being applied by another process; wait for it to finish")
+                raise PlanBusy(busy)
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k, :p)"), {"k": _APPLY_LOCK_KEY, "p": plan_id})
+                conn.execute(text("SELECT pg_advisory_unlock(:k, :p)"), key)
                 conn.commit()
         return
-    path = Path(str(store.url.database or "guardian.db") + f".looker-plan-{plan_id}.lock")
+    path = Path(str(store.url.database or "guardian.db") + f".looker-apply-{_instance_key(instance):x}.lock")
     with open(path, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PlanBusy(f"plan {plan_id} is being applied by another process; wait for it to finish") from None
+            raise PlanBusy(busy) from None
         try:
             yield
         finally:
@@ -109,6 +124,7 @@ class ApplyReport:
     noop: int = 0
     skipped: int = 0
     failed: int = 0
+    parked: int = 0
     backup_bytes: int = 0
     duration_s: float = 0.0
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -116,7 +132,7 @@ class ApplyReport:
     @property
     def actions_per_second(self) -> float:
         """Actions executed per second of wall time."""
-        ran = self.done + self.noop + self.skipped + self.failed
+        ran = self.done + self.noop + self.skipped + self.failed + self.parked
         return ran / self.duration_s if self.duration_s else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,15 +142,74 @@ class ApplyReport:
         return out
 
 
-def breaker_check(settings: Settings, plan: Plan, actions: list[Action]) -> str | None:
-    """Why the circuit breaker refuses these actions, or None when they are within bounds."""
-    trash = sum(1 for a in actions if a.kind == "soft_delete")
+@dataclass(frozen=True)
+class WindowUsage:
+    """Trashes and purges the guardian made on one instance inside the rolling window."""
+
+    trashes: int
+    purges: int
+    since: datetime
+
+
+def window_usage(settings: Settings, store: Store, now: datetime) -> WindowUsage:
+    """Count the instance's finished trashes and purges since ``now - breaker_window_days``."""
+    since = now - timedelta(days=settings.looker.breaker_window_days)
+    made = (looker_actions.c.state == "done") | (
+        (looker_actions.c.state == "noop") & looker_actions.c.outcome.like("%before an interruption%")
+    )
+    with store.read() as conn:
+        rows = conn.execute(
+            select(looker_actions.c.kind, func.count())
+            .join(looker_plans, looker_plans.c.id == looker_actions.c.plan_id)
+            .where(
+                looker_plans.c.instance == settings.looker.instance_name,
+                looker_actions.c.kind.in_(ACTION_KINDS),
+                looker_actions.c.updated_at >= since,
+                made,
+            )
+            .group_by(looker_actions.c.kind)
+        ).all()
+    counts = {str(kind): int(n) for kind, n in rows}
+    return WindowUsage(counts.get("soft_delete", 0), counts.get("purge", 0), since)
+
+
+def breaker_check(
+    settings: Settings, plan: Plan, actions: list[Action], usage: WindowUsage | None = None
+) -> str | None:
+    """Why the circuit breaker refuses these actions, or None when they are within bounds.
+
+    Only actions still to do count, added to what the instance already used in the window.
+    """
     cfg = settings.looker
-    limit_fraction = cfg.max_fraction * plan.inventory_size
+    used = usage or WindowUsage(0, 0, plan.created_at)
+    todo = [a for a in actions if a.state not in FINAL_STATES]
+    trash = used.trashes + sum(1 for a in todo if a.kind == "soft_delete")
+    purge = used.purges + sum(1 for a in todo if a.kind == "purge")
+    window = f"in {cfg.breaker_window_days} days (already {used.trashes} trashed, {used.purges} purged)"
     if trash > cfg.max_deletions:
-        return f"it trashes {trash} dashboards, more than max_deletions={cfg.max_deletions}"
+        return f"it brings trashes to {trash} {window}, more than max_deletions={cfg.max_deletions}"
+    if purge > cfg.max_purges:
+        return f"it brings purges to {purge} {window}, more than max_purges={cfg.max_purges}"
+    limit_fraction = cfg.max_fraction * plan.inventory_size
     if trash and trash > limit_fraction:
-        return f"it trashes {trash} of {plan.inventory_size} dashboards, more than max_fraction={cfg.max_fraction:.0%}"
+        return (
+            f"it brings trashes to {trash} of {plan.inventory_size} dashboards {window}, "
+            f"more than max_fraction={cfg.max_fraction:.0%}"
+        )
+    return None
+
+
+def freshness_check(settings: Settings, store: Store, plan: Plan, now: datetime) -> str | None:
+    """Why this plan may no longer be applied (a newer plan exists, or it is too old), or None."""
+    newest = latest_plan(store, plan.instance)
+    if newest is not None and newest.id != plan.id:
+        return f"plan {newest.id} is newer; only the newest plan of instance {plan.instance} may be applied"
+    age_h = (now - plan.created_at).total_seconds() / 3600
+    if age_h > settings.looker.max_plan_age_hours:
+        return (
+            f"it is {age_h:.0f} hours old, more than max_plan_age_hours={settings.looker.max_plan_age_hours:g}; "
+            "make a new plan"
+        )
     return None
 
 
@@ -176,6 +251,7 @@ class _Runner:
         storage: Storage,
         plan: Plan,
         actor: str,
+        now: datetime | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -183,15 +259,26 @@ class _Runner:
         self.storage = storage
         self.plan = plan
         self.actor = actor
+        self.fixed_now = now
         self.policy = Policy.from_settings(settings.looker)
         me = client.me_user()
+        instance = settings.looker.instance_name
+        current = self.now()
         self.ctx = Context(
-            now=datetime.now(UTC),
+            now=current,
             folder_chain=folder_chain(client.folders()) if self.policy.needs_folders else {},
-            guardian_trashed=guardian_trashed_ids(store, settings.looker.instance_name),
+            guardian_trashes=guardian_trashes(store, instance),
             guardian_user_id=None if me.get("id") is None else str(me["id"]),
+            warnings=latest_warnings(store, instance),
+            keeps=active_keeps(store, instance, current),
         )
+        # One call for every owner's alerts; each dashboard's are picked by its tiles' ids.
+        self.alerts = client.all_alerts()
         self.base_context = audit.current_context() | {"plan_id": plan.id}
+
+    def now(self) -> datetime:
+        """The run's clock (fixed in simulations)."""
+        return self.fixed_now or datetime.now(UTC)
 
     # -- state changes, each with its audit event in the same transaction ----------------
     def _transition(
@@ -213,7 +300,7 @@ class _Runner:
             conn.execute(
                 update(looker_actions)
                 .where(looker_actions.c.id == action.id)
-                .values(state=state, updated_at=datetime.now(UTC), **values)
+                .values(state=state, updated_at=self.now(), **values)
             )
             audit.append(
                 conn,
@@ -227,7 +314,14 @@ class _Runner:
                 | {"action_id": action.id, "kind": action.kind, **({"note": note} if note else {})},
             )
 
-    def finish(self, action: Action, state: str, note: str, fresh: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(
+        self,
+        action: Action,
+        state: str,
+        note: str,
+        fresh: dict[str, Any] | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         self._transition(
             action,
             state,
@@ -236,6 +330,7 @@ class _Runner:
             before=_state_of(fresh),
             after=_state_of(fresh),
             note=note,
+            columns=columns,
         )
         return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": state, "note": note}
 
@@ -266,18 +361,20 @@ class _Runner:
                 return self.finish(action, "skipped", "no longer exists (deleted since the plan)")
             if fresh.get("deleted"):
                 deleted_at = parse_ts(fresh.get("deleted_at"))
-                # A call that timed out after Looker applied it leaves the action failed, not in_progress.
-                ours = interrupted or (
-                    self.ctx.guardian_user_id is not None
+                # Ours only if this action sent the trash (in_progress, or failed after a timeout:
+                # attempts > 0): the guardian's API user trashing it for another reason is not.
+                ours = (
+                    (interrupted or (action.state == "failed" and action.attempts > 0))
+                    and self.ctx.guardian_user_id is not None
                     and str(fresh.get("deleter_id")) == self.ctx.guardian_user_id
                     and deleted_at is not None
                     and deleted_at >= self.plan.created_at.replace(microsecond=0)
                 )
-                why = (
-                    TRASHED_BEFORE_INTERRUPTION
-                    if ours
-                    else f"already in trash (by user {fresh.get('deleter_id')} at {fresh.get('deleted_at')})"
-                )
+                if ours:
+                    return self.finish(
+                        action, "noop", TRASHED_BEFORE_INTERRUPTION, fresh, columns={"after": _state_of(fresh)}
+                    )
+                why = f"already in trash (by user {fresh.get('deleter_id')} at {fresh.get('deleted_at')})"
                 return self.finish(action, "noop", why, fresh)
         else:
             if fresh is None:
@@ -289,10 +386,17 @@ class _Runner:
                 return self.finish(action, "noop", why)
             if not fresh.get("deleted"):
                 return self.finish(action, "skipped", "restored from the trash since the plan", fresh)
-        stale = self.recheck(action, fresh)
+        schedules = self.client.scheduled_plans_for_dashboard(action.dashboard_id)
+        elements = {str(e.get("id")) for e in fresh.get("dashboard_elements") or []}
+        alerts = [a for a in self.alerts if str(a.get("dashboard_element_id")) in elements]
+        stale = self.recheck(action, fresh, schedules, alerts)
         if stale:
             return self.finish(action, "skipped", stale, fresh)
-        backup = self.ensure_backup(action, fresh)
+        try:
+            backup = self.ensure_backup(action, fresh, schedules, alerts)
+        except (BackupError, LookerAPIError) as exc:
+            # Parked, not failed: the month goes on; the next plan tries this dashboard again.
+            return self.finish(action, "parked", f"backup could not be made: {exc}"[:500], fresh)
         self._transition(
             action,
             "in_progress",
@@ -328,10 +432,20 @@ class _Runner:
             "bytes": backup.bytes,
         }
 
-    def recheck(self, action: Action, fresh: dict[str, Any]) -> str | None:
+    def recheck(
+        self,
+        action: Action,
+        fresh: dict[str, Any],
+        schedules: list[dict[str, Any]] | None = None,
+        alerts: list[dict[str, Any]] | None = None,
+    ) -> str | None:
         """Why the dashboard no longer qualifies, or None."""
         then = DashboardFacts.from_json(action.snapshot)
-        now_facts = DashboardFacts.from_api(fresh)
+        now_facts = DashboardFacts.from_api(
+            fresh,
+            schedules=sum(1 for p in schedules or [] if p.get("enabled")),
+            alerts=sum(1 for a in alerts or [] if not a.get("is_disabled")),
+        )
         if action.kind == "soft_delete":
             seen_then = max((t for t in (then.last_accessed_at, then.last_viewed_at) if t), default=None)
             seen_now = max((t for t in (now_facts.last_accessed_at, now_facts.last_viewed_at) if t), default=None)
@@ -343,6 +457,8 @@ class _Runner:
             folder_id=now_facts.folder_id,
             folder_name=now_facts.folder_name or then.folder_name,
             favorite_count=now_facts.favorite_count,
+            schedules=now_facts.schedules if action.kind == "soft_delete" else then.schedules,
+            alerts=now_facts.alerts if action.kind == "soft_delete" else then.alerts,
             deleted=now_facts.deleted,
             deleted_at=now_facts.deleted_at,
             deleter_id=now_facts.deleter_id,
@@ -352,7 +468,13 @@ class _Runner:
             return f"no longer qualifies since the plan: {decision.reason}"
         return None
 
-    def ensure_backup(self, action: Action, fresh: dict[str, Any]) -> Backup:
+    def ensure_backup(
+        self,
+        action: Action,
+        fresh: dict[str, Any],
+        schedules: list[dict[str, Any]] | None = None,
+        alerts: list[dict[str, Any]] | None = None,
+    ) -> Backup:
         """A verified backup of this version of the dashboard, recorded on the action."""
         if action.backup_key:
             existing = get_backup(self.store, action.backup_key)
@@ -366,6 +488,8 @@ class _Runner:
             fresh,
             plan_id=self.plan.id,
             stamp=self.plan.created_at,
+            schedules=schedules or [],
+            alerts=alerts or [],
         )
         self._transition(
             action,
@@ -393,6 +517,19 @@ def _state_of(dashboard: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _refuse(settings: Settings, store: Store, plan_id: int, actor: str, reason: str, *, status: str | None) -> None:
+    if status:
+        set_plan_status(store, plan_id, status)
+    audit.record(
+        "looker.apply",
+        instance_target(settings),
+        actor=actor,
+        outcome="refused",
+        after={"plan_id": plan_id, "reason": reason},
+        store=store,
+    )
+
+
 def apply_plan(
     settings: Settings,
     plan_id: int,
@@ -402,46 +539,44 @@ def apply_plan(
     storage: Storage,
     mode: Mode = "apply",
     actor: str | None = None,
+    now: datetime | None = None,
 ) -> ApplyReport:
     """Apply the trash and purge actions of a plan (test mode: the first N only).
 
     Refuses (:class:`SafetyGateTripped`) when the stored actions no longer match the plan's
-    content hash, or when the circuit breaker trips and the plan has no override. Safe to
-    rerun: finished actions are skipped, interrupted ones are re-checked and completed.
+    content hash, when a newer plan of the instance exists or this one is too old, or when the
+    rolling circuit breaker trips and the plan has no override. One applier per instance
+    (:class:`PlanBusy`). Safe to rerun: finished actions are skipped, interrupted ones are
+    re-checked and completed.
     """
     if mode not in ("test", "apply"):
         raise ValidationFailed(f"mode {mode!r} cannot apply; use test or apply (dry_run only plans)")
     actor = actor or audit.default_actor()
     plan = require_plan(store, plan_id)
+    if plan.instance != settings.looker.instance_name:
+        raise ValidationFailed(
+            f"plan {plan_id} is for Looker instance {plan.instance}, not {settings.looker.instance_name}; "
+            "set GUARDIAN_LOOKER__INSTANCE_NAME to match"
+        )
     if not verify_plan_hash(store, plan):
-        audit.record(
-            "looker.apply",
-            instance_target(settings),
-            actor=actor,
-            outcome="refused",
-            after={"plan_id": plan_id, "reason": "content hash mismatch"},
-            store=store,
-        )
+        _refuse(settings, store, plan_id, actor, "content hash mismatch", status=None)
         raise SafetyGateTripped(f"plan {plan_id}: stored actions no longer match its content hash; make a new plan")
-    actions = select_actions(settings, store, plan_id, mode)
-    tripped = breaker_check(settings, plan, actions)
-    if tripped and not plan.override_by:
-        set_plan_status(store, plan_id, "refused")
-        audit.record(
-            "looker.apply",
-            instance_target(settings),
-            actor=actor,
-            outcome="refused",
-            after={"plan_id": plan_id, "reason": tripped},
-            store=store,
-        )
-        raise SafetyGateTripped(
-            f"plan {plan_id} refused by the circuit breaker: {tripped}; review it (`guardian looker plan --show "
-            f"{plan_id}`) and rerun with `guardian looker apply {plan_id} --override-breaker` if it is right"
-        )
-    with plan_lock(store, plan_id):
+    with apply_lock(store, plan.instance):
+        current = now or datetime.now(UTC)
+        stale = freshness_check(settings, store, plan, current)
+        if stale:
+            _refuse(settings, store, plan_id, actor, stale, status="stale")
+            raise SafetyGateTripped(f"plan {plan_id} cannot be applied: {stale}")
+        actions = select_actions(settings, store, plan_id, mode)
+        tripped = breaker_check(settings, plan, actions, window_usage(settings, store, current))
+        if tripped and not plan.override_by:
+            _refuse(settings, store, plan_id, actor, tripped, status="refused")
+            raise SafetyGateTripped(
+                f"plan {plan_id} refused by the circuit breaker: {tripped}; review it (`guardian looker plan --show "
+                f"{plan_id}`) and rerun with `guardian looker apply {plan_id} --override-breaker` if it is right"
+            )
         return _run_actions(
-            settings, plan, actions, client=client, store=store, storage=storage, mode=mode, actor=actor
+            settings, plan, actions, client=client, store=store, storage=storage, mode=mode, actor=actor, now=now
         )
 
 
@@ -455,6 +590,7 @@ def _run_actions(
     storage: Storage,
     mode: Mode,
     actor: str,
+    now: datetime | None,
 ) -> ApplyReport:
     plan_id = plan.id
     # Re-read under the lock: another applier may have finished some actions meanwhile.
@@ -473,19 +609,19 @@ def _run_actions(
         store=store,
     )
     client.set_rate_limit(settings.looker.rate_limit_per_second)
-    runner = _Runner(settings, client, store, storage, plan, actor)
+    runner = _Runner(settings, client, store, storage, plan, actor, now)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=settings.looker.concurrency, thread_name_prefix="looker-apply") as pool:
         for outcome in pool.map(runner.run, [a.id for a in todo]):
             report.outcomes.append(outcome)
             state = outcome["state"]
-            if state in ("done", "noop", "skipped", "failed"):
+            if state in ("done", "noop", "skipped", "failed", "parked"):
                 setattr(report, state, getattr(report, state) + 1)
             report.backup_bytes += int(outcome.get("bytes") or 0)
     report.duration_s = round(time.monotonic() - started, 3)
     everything = len(actions) == len(list_actions(store, plan_id, kinds=ACTION_KINDS))
     status = "applied" if report.failed == 0 and everything else "partial"
-    set_plan_status(store, plan_id, status, last_applied_at=datetime.now(UTC))
+    set_plan_status(store, plan_id, status, last_applied_at=runner.now())
     audit.record(
         "looker.apply",
         instance_target(settings),

@@ -1,4 +1,8 @@
-"""Verified, write-once backups of a dashboard: its full JSON and its LookML.
+"""Verified, write-once backups of a dashboard: its full JSON, its LookML, its schedules and alerts.
+
+A backup is accepted only when it could restore the dashboard: the LookML must parse (YAML)
+and describe the same dashboard (title) with the same tiles as the JSON (element titles,
+in order); the schedules (every user's) and the alerts on its tiles are stored beside them.
 
 Key: ``<backup_prefix>/<instance>/<dashboard_id>/<plan timestamp>-plan<id>.json``. The key is
 the same on every attempt of one plan, so a process killed after the put and before the
@@ -29,10 +33,9 @@ if TYPE_CHECKING:
     from guardian.settings import Settings
 
 FORMAT = "guardian.looker.backup/1"
+# What a re-import from LookML cannot bring back (schedules and alerts are re-created from the backup).
 NOT_RESTORABLE = (
     "the original dashboard id and URL",
-    "alerts",
-    "schedules",
     "favorites",
     "view history",
 )
@@ -118,10 +121,18 @@ def take_backup(
     *,
     plan_id: int | None,
     stamp: datetime,
+    schedules: list[dict[str, Any]] | None = None,
+    alerts: list[dict[str, Any]] | None = None,
 ) -> Backup:
-    """Write (or find) the backup of this version of ``dashboard``, read it back, verify, record."""
+    """Write (or find) the backup of this version of ``dashboard``, read it back, verify, record.
+
+    Raises :class:`BackupError` when the LookML does not describe the dashboard (nothing is written).
+    """
     dashboard_id = str(dashboard["id"])
     lookml = client.dashboard_lookml(dashboard_id)
+    problem = lookml_problem(lookml, dashboard)
+    if problem:
+        raise BackupError(f"dashboard {dashboard_id}: LookML export {problem}")
     document = {
         "format": FORMAT,
         "instance": settings.looker.instance_name,
@@ -130,6 +141,8 @@ def take_backup(
         "taken_at": datetime.now(UTC).isoformat(),
         "dashboard": dashboard,
         "lookml": lookml,
+        "schedules": list(schedules or []),
+        "alerts": list(alerts or []),
         "not_restorable_from_lookml": list(NOT_RESTORABLE),
     }
     data = encode(document)
@@ -141,7 +154,12 @@ def take_backup(
             existing = read_backup(storage, key)
         except (BackupError, NotFound, ValueError):
             existing = {}
-        if _same_version(existing.get("dashboard") or {}, dashboard) and existing.get("lookml"):
+        if (
+            _same_version(existing.get("dashboard") or {}, dashboard)
+            and not lookml_problem(str(existing.get("lookml") or ""), dashboard)
+            and existing.get("schedules") == document["schedules"]
+            and existing.get("alerts") == document["alerts"]
+        ):
             data = storage.get(key)
         else:
             # The dashboard changed since that backup: keep both, never overwrite.
@@ -171,6 +189,41 @@ def take_backup(
             )
         row = conn.execute(select(looker_backups).where(looker_backups.c.key == key)).one()
     return _row(row)
+
+
+def lookml_elements(lookml: str) -> tuple[str, list[str]]:
+    """(title, element titles) of a dashboard's LookML; ValueError when it does not parse."""
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        parsed = yaml.safe_load(lookml)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"does not parse as YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(parsed, list) or len(parsed) != 1 or not isinstance(parsed[0], dict):
+        raise ValueError("is not one LookML dashboard (a YAML list with one '- dashboard:' entry)")
+    body = parsed[0]
+    if "dashboard" not in body:
+        raise ValueError("has no '- dashboard:' entry")
+    elements = body.get("elements") or []
+    if not isinstance(elements, list):
+        raise ValueError("has elements that are not a list")
+    return str(body.get("title") or ""), [str(e.get("title") or "") for e in elements if isinstance(e, dict)]
+
+
+def lookml_problem(lookml: str, dashboard: dict[str, Any]) -> str | None:
+    """Why this LookML would not restore ``dashboard`` (empty, unparsable, other title or tiles), or None."""
+    if not lookml.strip():
+        return "is empty"
+    try:
+        title, elements = lookml_elements(lookml)
+    except ValueError as exc:
+        return str(exc)
+    if title != str(dashboard.get("title") or ""):
+        return f"has title {title!r}, the dashboard {dashboard.get('title')!r}"
+    expected = [str(e.get("title") or "") for e in dashboard.get("dashboard_elements") or []]
+    if elements != expected:
+        return f"describes {len(elements)} tile(s) {elements[:5]}, the dashboard has {len(expected)} {expected[:5]}"
+    return None
 
 
 def _same_version(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -27,10 +27,12 @@ def _exclusion_kind(reason: str) -> str:
         ("LookML", "LookML"),
         ("protected folder", "protected folder"),
         ("allow-listed", "allow-listed"),
+        ("kept by its owner", "kept"),
         ("scheduled", "scheduled"),
+        ("alerted", "alerted"),
         ("favorited", "favorited"),
         ("public", "public"),
-        ("trashed by a person", "trashed by a person"),
+        ("trashed by a person", "trashed by a person or changed since"),
     ):
         if marker in reason:
             return kind
@@ -120,6 +122,10 @@ def apply_cmd(
             f"{counts.get('soft_delete', 0)} to trash, {counts.get('purge', 0)} to purge)?",
             abort=True,
         )
+    # Warnings first: a refused or failed apply must not cost the owners their warning.
+    warned = service.warn(settings, plan_id)
+    if warned.warned_owners or warned.skipped:
+        console.print(f"warnings: {warned.as_dict()}")
     if override_breaker:
         service.override_breaker(settings, store, plan_id, actor=audit.default_actor())
     report = service.apply(settings, plan_id, mode="test" if test else "apply")
@@ -130,7 +136,8 @@ def apply_cmd(
     else:
         console.print(
             f"plan {plan_id} ({mode}): {report.selected} selected, {report.already_final} already finished, "
-            f"{report.done} done, {report.noop} no-op, {report.skipped} skipped, {report.failed} failed; "
+            f"{report.done} done, {report.noop} no-op, {report.skipped} skipped, {report.parked} parked, "
+            f"{report.failed} failed; "
             f"{report.backup_bytes} backup bytes; {report.duration_s:.2f}s"
         )
         for outcome in report.outcomes:
@@ -139,6 +146,30 @@ def apply_cmd(
         console.print(f"notifications: {notified.as_dict()}")
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("warn")
+def warn_cmd(
+    plan_id: Annotated[int, typer.Argument(help="The plan whose owners to warn (see `guardian looker plan`).")],
+) -> None:
+    """Warn owners of the plan's inactive dashboards (recorded in the warning ledger; any mode)."""
+    from guardian.looker import service
+
+    console.print(service.warn(_settings(), plan_id).as_dict())
+
+
+@app.command("keep")
+def keep_cmd(
+    dashboard_id: Annotated[str, typer.Argument(help="The dashboard to keep (its id from the warning email).")],
+    until: Annotated[str, typer.Option("--until", help="Keep it through this date (YYYY-MM-DD).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is still needed (kept in the audit log).")],
+) -> None:
+    """Keep a dashboard out of the trash until a date; audited, expires on its own."""
+    from guardian import audit
+    from guardian.looker import service
+
+    kept = service.keep(_settings(), dashboard_id, until=until, reason=reason, actor=audit.default_actor())
+    console.print(f"dashboard {kept.dashboard_id} kept until {kept.until:%Y-%m-%d %H:%M} UTC: {kept.reason}")
 
 
 @app.command("restore")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 import requests
 from looker_sdk.rtl import api_settings, auth_session, requests_transport, serialize, transport
 from looker_sdk.sdk.api40 import methods as methods40
+from looker_sdk.sdk.api40 import models as models40
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from guardian.settings import Settings
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-# The LookML import creates a dashboard: retrying it after a 5xx could create two.
-_NON_IDEMPOTENT = ("/dashboards/lookml",)
+# Creating calls: retrying one after a 5xx could create two.
+_NON_IDEMPOTENT = ("/dashboards/lookml", "/scheduled_plans", "/alerts")
 
 
 class LookerAPIError(IntegrationError):
@@ -335,6 +336,10 @@ class LookerClient:
                 offset += page_size
                 rows = upcoming.result()
 
+    def dashboards_with_slug(self, slug: str) -> list[dict[str, Any]]:
+        """Live dashboards whose slug is ``slug`` (``search_dashboards?slug=``)."""
+        return [_plain(d) for d in self.sdk.search_dashboards(slug=slug, fields="id,slug,title", deleted="false")]
+
     def all_dashboards(self, fields: str | None = None) -> list[dict[str, Any]]:
         """``GET /dashboards`` (DashboardBase: the original system's starting point)."""
         return cast(list[dict[str, Any]], self._get("/dashboards", {"fields": fields} if fields else None))
@@ -367,7 +372,7 @@ class LookerClient:
             return []
         return cast(
             list[dict[str, Any]],
-            self._get("/users", {"ids": ",".join(sorted(set(ids))), "fields": "id,display_name,email"}),
+            self._get("/users", {"ids": ",".join(sorted(set(ids))), "fields": "id,display_name,email,is_disabled"}),
         )
 
     def dashboard(self, dashboard_id: str) -> dict[str, Any] | None:
@@ -404,10 +409,64 @@ class LookerClient:
         return True
 
     def import_lookml(self, folder_id: str, lookml: str) -> dict[str, Any]:
-        """Create a dashboard from LookML in a folder (``POST /dashboards/lookml``)."""
-        text = self.sdk.post(
-            path="/dashboards/lookml",
-            structure=str,
-            body={"folder_id": folder_id, "lookml": lookml},
-        )
-        return cast(dict[str, Any], json.loads(cast(str, text)))
+        """Create a dashboard from LookML in a folder (``import_dashboard_from_lookml``).
+
+        Looker overwrites the live dashboard whose slug is the LookML's ``preferred_slug``
+        instead of creating one; callers pass LookML without it to always get a new dashboard.
+        """
+        body = models40.WriteDashboardLookml(folder_id=folder_id, lookml=lookml)
+        return _plain(self.sdk.import_dashboard_from_lookml(body=body))
+
+    # -- exemptions and what a backup keeps: schedules and alerts ---------------------------
+    def all_scheduled_plans(self) -> list[dict[str, Any]]:
+        """Every user's scheduled plans in one call (``all_scheduled_plans?all_users=true``)."""
+        fields = "id,name,user_id,enabled,dashboard_id,look_id,lookml_dashboard_id"
+        return [_plain(p) for p in self.sdk.all_scheduled_plans(all_users=True, fields=fields)]
+
+    def scheduled_plans_for_dashboard(self, dashboard_id: str) -> list[dict[str, Any]]:
+        """Every user's scheduled plans of one dashboard, complete (what a backup keeps)."""
+        return [_plain(p) for p in self.sdk.scheduled_plans_for_dashboard(dashboard_id, all_users=True)]
+
+    def all_alerts(self, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every owner's alerts (``search_alerts?all_owners=true``), paged by offset."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = [_plain(a) for a in self.sdk.search_alerts(limit=page_size + 1, offset=offset, all_owners=True)]
+            out.extend(page[:page_size])
+            if len(page) <= page_size:
+                return out
+            offset += page_size
+
+    def create_scheduled_plan(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Create a scheduled plan from a backup's copy (server-set fields dropped)."""
+        body = serialize.converter40.structure(_writable(plan, _PLAN_READ_ONLY), models40.WriteScheduledPlan)
+        return _plain(self.sdk.create_scheduled_plan(body=body))
+
+    def create_alert(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """Create an alert from a backup's copy (server-set fields dropped)."""
+        body = serialize.converter40.structure(_writable(alert, _ALERT_READ_ONLY), models40.WriteAlert)
+        return _plain(self.sdk.create_alert(body=body))
+
+
+_PLAN_READ_ONLY = ("id", "created_at", "updated_at", "title", "user", "next_run_at", "last_run_at", "can")
+_ALERT_READ_ONLY = (
+    "id",
+    "followed",
+    "followable",
+    "investigative_content_title",
+    "owner_display_name",
+    "disabled_reason",
+    "is_public",
+    "can",
+)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A looker-sdk model as the JSON dict the API sent (None fields dropped)."""
+    data = serialize.converter40.unstructure(obj)
+    return {k: v for k, v in dict(data).items() if v is not None}
+
+
+def _writable(data: dict[str, Any], read_only: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in read_only and v is not None}

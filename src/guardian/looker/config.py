@@ -34,13 +34,39 @@ class LookerSettings(Section):
     max_deletions: int = Field(
         200,
         ge=0,
-        description="Circuit breaker: a plan that trashes more dashboards than this is refused.",
+        description="Circuit breaker: at most this many trashes per instance over the rolling window "
+        "(breaker_window_days); an apply that would exceed it is refused.",
+    )
+    max_purges: int = Field(
+        500,
+        ge=0,
+        description="Circuit breaker: at most this many purges per instance over the rolling window.",
     )
     max_fraction: float = Field(
         0.2,
         ge=0,
         le=1,
-        description="Circuit breaker: a plan that trashes more than this fraction of the inventory is refused.",
+        description="Circuit breaker: at most this fraction of the live inventory trashed per rolling window.",
+    )
+    breaker_window_days: int = Field(
+        30, ge=1, description="Rolling window (days) over which the breaker counts trashes and purges per instance."
+    )
+    max_plan_age_hours: float = Field(
+        72.0,
+        gt=0,
+        description="A plan older than this can no longer be applied (only the newest plan of an instance can).",
+    )
+    scheduled_mode: str = Field(
+        "dry_run",
+        pattern=r"^(dry_run|test|apply)$",
+        description="Mode of the scheduled monthly run: dry_run, test or apply (test and apply wait for an "
+        "approval in the Airflow 3 UI).",
+    )
+    max_keep_days: int = Field(366, ge=1, description="Longest keep an owner can ask for (`guardian looker keep`).")
+    team_email: str | None = Field(
+        None,
+        description="Address warned instead of an owner who is gone, disabled or has no email "
+        "(default: the first GUARDIAN_NOTIFY__EMAIL_TO).",
     )
     protected_folder_ids: CsvList = Field(
         default_factory=list,
@@ -54,7 +80,9 @@ class LookerSettings(Section):
     allow_owners: CsvList = Field(
         default_factory=list, description="Owner ids or emails whose dashboards are never touched."
     )
-    exclude_scheduled: bool = Field(True, description="Skip dashboards that have a schedule.")
+    exclude_scheduled: bool = Field(
+        True, description="Skip dashboards with an enabled schedule (any user's) or an enabled alert."
+    )
     exclude_favorited: bool = Field(True, description="Skip dashboards that someone marked as favorite.")
     exclude_public: bool = Field(True, description="Skip public dashboards.")
     purge_human_trashed: bool = Field(

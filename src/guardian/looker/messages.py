@@ -1,8 +1,11 @@
-"""Looker notifications: owner warnings, owner trash notices, the team summary.
+"""Looker notifications: owner warnings (the ledger), owner trash notices, the team summary.
 
-Sent through :mod:`guardian.notify` only when email / Slack are configured. Each owner gets
-one email per plan per kind; the ``owner_notified`` flag on the action rows makes a rerun
-send nothing twice, and the plan's ``notified_at`` does the same for the team summary.
+Sent through :mod:`guardian.notify` only when email / Slack are configured. Warnings go out on
+every run whatever the mode (and before any apply, so a refused or failed apply still warns):
+each warned dashboard gets a row in the warning ledger, which is what later allows its trash.
+A dashboard already warned since its last access is not warned again. An owner who is gone,
+disabled or has no email is replaced by the team address. Trash notices go once per plan (the
+``owner_notified`` flag), and the plan's ``notified_at`` does the same for the team summary.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from guardian import audit, notify
+from guardian.errors import GuardianError
+from guardian.looker.ledger import latest_warnings, record_warnings
 from guardian.looker.plan import Action, Plan, instance_target, list_actions, require_plan, set_plan_status
 from guardian.looker.tables import looker_actions
 from guardian.store import Store
@@ -57,14 +62,26 @@ def _owner_lines(actions: list[Action]) -> str:
     )
 
 
+def keep_hint(settings: Settings, dashboard_id: str) -> str:
+    """How an owner keeps a dashboard, for messages."""
+    link = f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker"
+    return (
+        f"`guardian looker keep {dashboard_id} --until YYYY-MM-DD --reason TEXT` "
+        f"(at most {settings.looker.max_keep_days} days), or the Keep button on {link}"
+    )
+
+
 def warning_email(settings: Settings, owner: str, actions: list[Action]) -> tuple[str, str]:
     """Subject and text of an owner's warning."""
     subject = f"[guardian] {len(actions)} of your Looker dashboards will be moved to the trash soon"
+    first = actions[0].dashboard_id if actions else "ID"
     text = (
         f"Hello {owner},\n\nThese dashboards on Looker ({settings.looker.instance_name}) have not been opened for a "
-        f"while and will be moved to the trash once they reach {settings.looker.soft_delete_days} days without "
-        f"access:\n\n{_owner_lines(actions)}\n\nOpen a dashboard to keep it. Trashed dashboards can be restored; "
-        f"they are permanently deleted after {settings.looker.purge_days} more days in the trash.\n"
+        f"while. Each is moved to the trash once it reaches {settings.looker.soft_delete_days} days without access, "
+        f"and never sooner than {settings.looker.warning_days} days after this email:\n\n{_owner_lines(actions)}\n\n"
+        f"To keep one: open it, or {keep_hint(settings, first)}. A dashboard with an enabled schedule or alert is "
+        f"never trashed. Trashed dashboards can be restored; they are permanently deleted after "
+        f"{settings.looker.purge_days} more days in the trash (a backup is kept).\n"
     )
     return subject, text
 
@@ -87,7 +104,7 @@ def summary_text(settings: Settings, plan: Plan, actions: list[Action], backup_b
     for a in actions:
         by[(a.kind, a.state)] += 1
     failed = [a for a in actions if a.state == "failed"]
-    link = f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker/plans/{plan.id}"
+    link = f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker"
     lines = [
         f"Looker lifecycle plan {plan.id} on {plan.instance} ({plan.status})",
         f"inventory {plan.inventory_size} live, {plan.trash_size} in trash; plan counts {plan.counts}",
@@ -108,39 +125,27 @@ def send_notifications(
     mode: str,
     backup_bytes: int = 0,
 ) -> NotifyReport:
-    """Owner warnings and trash notices, then the team summary (each at most once per plan)."""
+    """Trash notices to owners, then the team summary (each at most once per plan).
+
+    Warnings are :func:`send_warnings`, sent before any apply.
+    """
     report = NotifyReport()
     plan = require_plan(store, plan_id)
     actions = list_actions(store, plan_id)
     email = notify.email_configured(settings)
-    warn = [a for a in actions if a.kind == "warn" and not a.owner_notified]
-    if mode == "test":
-        warn = warn[: settings.looker.test_mode_limit]
     trashed = [a for a in actions if a.trashed_by_guardian and not a.owner_notified]
-    if mode == "dry_run":
-        warn, trashed = [], []
-        report.skipped.append("dry run: no owner emails")
-    if not email and (warn or trashed):
-        report.skipped.append("email not configured: owner emails not sent")
-        warn, trashed = [], []
-    owners = sorted({a.owner_id for a in warn + trashed if a.owner_id})
-    emails = {str(u["id"]): (u.get("email"), u.get("display_name")) for u in client.users(owners)} if owners else {}
-    for kind, group, build in (("warn", warn, warning_email), ("trashed", trashed, trashed_email)):
-        by_owner: dict[str, list[Action]] = defaultdict(list)
-        for a in group:
-            by_owner[a.owner_id or ""].append(a)
-        for owner_id, items in sorted(by_owner.items()):
-            address, name = emails.get(owner_id, (None, None))
-            if not address:
-                report.skipped.append(f"owner {owner_id or '?'} has no email: {len(items)} dashboard(s)")
-                continue
-            subject, text = build(settings, str(name or address), items)
-            notify.send_email(settings, [str(address)], subject, text)
-            _mark_notified(settings, store, items, str(address), kind)
-            if kind == "warn":
-                report.warned_owners += 1
-            else:
-                report.trashed_owners += 1
+    if not email and trashed:
+        report.skipped.append("email not configured: owner trash notices not sent")
+        trashed = []
+    recipients = _recipients(settings, client, trashed)
+    for address, (name, items) in sorted(recipients.items()):
+        subject, text = trashed_email(settings, name, items)
+        notify.send_email(settings, [address], subject, text)
+        _mark_notified(settings, store, items, address, "trashed")
+        report.trashed_owners += 1
+    for a in trashed:
+        if not any(a in items for _, items in recipients.values()):
+            report.skipped.append(f"owner {a.owner_id or '?'} of {a.dashboard_id} has no address and no team address")
     plan = require_plan(store, plan_id)
     applied_since = plan.last_applied_at is not None and (
         plan.notified_at is None or plan.last_applied_at > plan.notified_at
@@ -158,6 +163,112 @@ def send_notifications(
         if report.summary_email or report.summary_slack:
             set_plan_status(store, plan_id, require_plan(store, plan_id).status, notified_at=datetime.now(UTC))
     return report
+
+
+def team_address(settings: Settings) -> str | None:
+    """Where warnings go when the owner cannot be reached."""
+    return settings.looker.team_email or (settings.notify.email_to[0] if settings.notify.email_to else None)
+
+
+def _recipients(settings: Settings, client: LookerClient, actions: list[Action]) -> dict[str, tuple[str, list[Action]]]:
+    """address -> (greeting name, actions): the owner, or the team address when the owner is gone or disabled."""
+    owners = sorted({a.owner_id for a in actions if a.owner_id})
+    users = {str(u["id"]): u for u in client.users(owners)} if owners else {}
+    team = team_address(settings)
+    out: dict[str, tuple[str, list[Action]]] = {}
+    for a in actions:
+        user = users.get(a.owner_id or "")
+        if user and user.get("email") and not user.get("is_disabled"):
+            address, name = str(user["email"]), str(user.get("display_name") or user["email"])
+        elif team:
+            address, name = team, f"team (owner {a.owner_name or a.owner_id or 'unknown'} is gone or disabled)"
+        else:
+            continue
+        out.setdefault(address, (name, []))[1].append(a)
+    return out
+
+
+def send_warnings(
+    settings: Settings,
+    plan_id: int,
+    *,
+    client: LookerClient,
+    store: Store,
+    now: datetime | None = None,
+) -> NotifyReport:
+    """Warn owners of the plan's ``warn`` dashboards not yet warned since their last access (any mode).
+
+    Each delivered warning is written to the ledger in the same transaction as its audit event.
+    """
+    report = NotifyReport()
+    now = now or datetime.now(UTC)
+    instance = settings.looker.instance_name
+    ledger = latest_warnings(store, instance)
+    due = [
+        a
+        for a in list_actions(store, plan_id, kinds=["warn"])
+        if not (a.dashboard_id in ledger and (a.last_access is None or ledger[a.dashboard_id] > a.last_access))
+    ]
+    if not due:
+        return report
+    if not notify.email_configured(settings):
+        report.skipped.append(f"email not configured: {len(due)} warning(s) not sent, so nothing will be trashed")
+        return report
+    recipients = _recipients(settings, client, due)
+    for address, (name, items) in sorted(recipients.items()):
+        subject, text = warning_email(settings, name, items)
+        try:
+            notify.send_email(settings, [address], subject, text)
+        except GuardianError as exc:
+            report.skipped.append(f"warning to {address} failed: {exc}")
+            continue
+        with store.write() as conn:
+            record_warnings(
+                conn,
+                instance,
+                [(a.dashboard_id, a.last_access) for a in items],
+                address=address,
+                warned_at=now,
+                plan_id=plan_id,
+            )
+            conn.execute(
+                update(looker_actions)
+                .where(looker_actions.c.id.in_([a.id for a in items]))
+                .values(owner_notified=True, state="done", outcome=f"owner warned ({address})")
+            )
+            audit.append(
+                conn,
+                actor=audit.default_actor(),
+                action="looker.notify.warn",
+                target=instance_target(settings),
+                before=None,
+                after={"to": address, "dashboards": [a.dashboard_id for a in items], "warned_at": now.isoformat()},
+                outcome="ok",
+                context=audit.current_context(),
+            )
+        report.warned_owners += 1
+    for a in due:
+        if not any(a in items for _, items in recipients.values()):
+            report.skipped.append(f"owner {a.owner_id or '?'} of {a.dashboard_id} has no address and no team address")
+    return report
+
+
+def plan_waits(settings: Settings, plan: Plan, why: str) -> bool:
+    """Tell the team a plan was not applied and waits (rejected, no answer, refused); True when sent."""
+    link = f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker"
+    text = (
+        f"Looker lifecycle plan {plan.id} on {plan.instance} was not applied: {why}. Nothing was trashed or purged. "
+        f"It would trash {plan.counts.get('soft_delete', 0)} and purge {plan.counts.get('purge', 0)}; review it on "
+        f"{link} or with `guardian looker plan --show {plan.id}`. Owners were warned as usual."
+    )
+    sent = False
+    if notify.email_configured(settings) and settings.notify.email_to:
+        notify.send_email(settings, settings.notify.email_to, f"[guardian] Looker plan {plan.id} waits", text)
+        sent = True
+    if notify.slack_configured(settings):
+        notify.send_slack(settings, text)
+        sent = True
+    return sent
 
 
 def _mark_notified(settings: Settings, store: Store, items: list[Action], address: str, kind: str) -> None:

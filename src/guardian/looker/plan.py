@@ -1,9 +1,12 @@
 """Inventory and plan: one pass over the instance, one persisted plan with a content hash.
 
 Inventory calls (the login aside): the dashboard search, paged, for live dashboards and for
-trashed ones; one System Activity ``content_usage`` inline query; ``GET /user`` (who the
-guardian is, to recognise what it trashed); and ``GET /folders`` only when protected folders
-are configured. The plan stores one action row per dashboard that is warned, trashed, purged
+trashed ones; one System Activity ``content_usage`` inline query; every user's scheduled
+plans in one call (``all_scheduled_plans?all_users=true``); every owner's alerts
+(``search_alerts?all_owners=true``, paged, one call for up to a page of alerts); ``GET
+/user`` (who the guardian is, to recognise what it trashed); and ``GET /folders`` only when
+protected folders are configured. The warning ledger, keeps and the guardian's own trashes
+come from the store. The plan stores one action row per dashboard that is warned, trashed, purged
 or excluded (with the reason); kept dashboards are only counted.
 
 Query functions for the CLI and the web UI: :func:`latest_plan`, :func:`get_plan`,
@@ -24,8 +27,9 @@ from sqlalchemy import insert, select, update
 
 from guardian import audit
 from guardian.errors import ValidationFailed
+from guardian.looker.ledger import TRASHED_BEFORE_INTERRUPTION, active_keeps, guardian_trashes, latest_warnings
 from guardian.looker.policy import Context, DashboardFacts, Decision, Policy, decide, folder_chain
-from guardian.looker.tables import looker_actions, looker_plans, looker_restores
+from guardian.looker.tables import looker_actions, looker_plans
 from guardian.store import Store
 
 if TYPE_CHECKING:
@@ -34,12 +38,11 @@ if TYPE_CHECKING:
 
 SEARCH_FIELDS = (
     "id,title,user_id,user_name,folder_id,folder(id,name),created_at,updated_at,"
-    "last_accessed_at,last_viewed_at,favorite_count,deleted,deleted_at,deleter_id"
+    "last_accessed_at,last_viewed_at,favorite_count,deleted,deleted_at,deleter_id,dashboard_elements(id)"
 )
 ACTION_KINDS = ("soft_delete", "purge")
-# Outcome of a trash that Looker applied but the guardian only confirmed on the rerun.
-TRASHED_BEFORE_INTERRUPTION = "already in trash: this plan trashed it before an interruption"
-FINAL_STATES = ("done", "noop", "skipped")
+# parked: its backup could not be made; the plan goes on and the next plan tries again.
+FINAL_STATES = ("done", "noop", "skipped", "parked")
 
 
 @dataclass(frozen=True)
@@ -135,31 +138,23 @@ def instance_target(settings: Settings, dashboard_id: str | None = None) -> str:
 
 
 def guardian_trashed_ids(store: Store, instance: str) -> frozenset[str]:
-    """Dashboards the guardian trashed and nobody restored since."""
-    with store.read() as conn:
-        trashed = conn.execute(
-            select(looker_actions.c.dashboard_id, looker_actions.c.updated_at)
-            .join(looker_plans, looker_plans.c.id == looker_actions.c.plan_id)
-            .where(
-                looker_plans.c.instance == instance,
-                looker_actions.c.kind == "soft_delete",
-                (looker_actions.c.state == "done")
-                | ((looker_actions.c.state == "noop") & (looker_actions.c.outcome == TRASHED_BEFORE_INTERRUPTION)),
-            )
-        ).all()
-        restored = conn.execute(
-            select(looker_restores.c.dashboard_id, looker_restores.c.ts).where(
-                looker_restores.c.instance == instance, looker_restores.c.method == "untrashed"
-            )
-        ).all()
-    last_restore: dict[str, datetime] = {}
-    for row in restored:
-        last_restore[row.dashboard_id] = max(_utc(row.ts), last_restore.get(row.dashboard_id, _utc(row.ts)))
-    return frozenset(
-        row.dashboard_id
-        for row in trashed
-        if row.dashboard_id not in last_restore or _utc(row.updated_at) > last_restore[row.dashboard_id]
-    )
+    """Dashboards whose latest guardian trash is recorded with its ``deleted_at``."""
+    return frozenset(guardian_trashes(store, instance))
+
+
+def exemption_counts(client: LookerClient, element_dashboard: dict[str, str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Enabled scheduled plans per dashboard and enabled alerts per dashboard (two calls)."""
+    schedules: dict[str, int] = {}
+    for plan in client.all_scheduled_plans():
+        if plan.get("enabled") and plan.get("dashboard_id") is not None:
+            key = str(plan["dashboard_id"])
+            schedules[key] = schedules.get(key, 0) + 1
+    alerts: dict[str, int] = {}
+    for alert in client.all_alerts():
+        dashboard = element_dashboard.get(str(alert.get("dashboard_element_id")))
+        if dashboard is not None and not alert.get("is_disabled"):
+            alerts[dashboard] = alerts.get(dashboard, 0) + 1
+    return schedules, alerts
 
 
 def collect_inventory(
@@ -170,28 +165,41 @@ def collect_inventory(
     before = client.calls["total"] - client.calls["POST /login"]
     page = settings.looker.page_size
     usage = {str(row.get("content_usage.content_id")): row for row in client.content_usage()}
-    live = [
-        DashboardFacts.from_api(row, usage.get(str(row["id"])))
-        for rows in client.search_dashboards(deleted=False, fields=SEARCH_FIELDS, page_size=page)
-        for row in rows
+    live_rows = [
+        row for rows in client.search_dashboards(deleted=False, fields=SEARCH_FIELDS, page_size=page) for row in rows
     ]
-    trashed = [
-        DashboardFacts.from_api(row, usage.get(str(row["id"])))
-        for rows in client.search_dashboards(deleted=True, fields=SEARCH_FIELDS, page_size=page)
-        for row in rows
+    trashed_rows = [
+        row for rows in client.search_dashboards(deleted=True, fields=SEARCH_FIELDS, page_size=page) for row in rows
     ]
+    element_dashboard = {
+        str(element["id"]): str(row["id"])
+        for row in live_rows + trashed_rows
+        for element in row.get("dashboard_elements") or []
+    }
+    schedules, alerts = exemption_counts(client, element_dashboard)
+
+    def facts(row: dict[str, Any]) -> DashboardFacts:
+        key = str(row["id"])
+        return DashboardFacts.from_api(row, usage.get(key), schedules=schedules.get(key, 0), alerts=alerts.get(key, 0))
+
+    live = [facts(row) for row in live_rows]
+    trashed = [facts(row) for row in trashed_rows]
     chains = folder_chain(client.folders()) if policy.needs_folders else {}
     me = client.me_user()
     emails: dict[str, str] = {}
     if any("@" in owner for owner in policy.allow_owners):
         owners = {d.user_id for d in live if d.user_id}
         emails = {str(u["id"]): str(u.get("email") or "") for u in client.users(sorted(owners))}
+    now = now or datetime.now(UTC)
+    instance = settings.looker.instance_name
     ctx = Context(
-        now=now or datetime.now(UTC),
+        now=now,
         folder_chain=chains,
-        guardian_trashed=guardian_trashed_ids(store, settings.looker.instance_name),
+        guardian_trashes=guardian_trashes(store, instance),
         guardian_user_id=None if me.get("id") is None else str(me["id"]),
         owner_emails=emails,
+        warnings=latest_warnings(store, instance),
+        keeps=active_keeps(store, instance, now),
     )
     calls = client.calls["total"] - client.calls["POST /login"] - before
     return Inventory(live, trashed, ctx, calls)

@@ -1,11 +1,17 @@
 """The lifecycle policy: pure functions from a dashboard's facts to warn / trash / purge / skip.
 
 A user-defined dashboard is inactive when its last access is more than ``soft_delete_days``
-ago. Last access comes from System Activity (``content_usage.last_accessed_date``), falling
-back to the dashboard's ``last_accessed_at``, then ``last_viewed_at``, then ``created_at``,
-so a dashboard created less than ``soft_delete_days`` ago is never inactive. Exclusions
-(LookML, protected folders, allow-lists, scheduled, favorited, public) only apply to a
-dashboard the policy would otherwise act on, and each is reported with its reason.
+ago. Last access is the newest of every signal: System Activity
+(``content_usage.last_accessed_date``), the dashboard's ``last_accessed_at`` and
+``last_viewed_at``, and ``created_at`` (so a dashboard created less than ``soft_delete_days``
+ago is never inactive). Exclusions (LookML, protected folders, allow-lists, an owner's keep,
+enabled schedules of any user, enabled alerts, favorited, public) only apply to a dashboard
+the policy would otherwise act on, and each is reported with its reason.
+
+An inactive dashboard is trashed only when the warning ledger holds a warning delivered at
+least ``warning_days`` ago and after its last access; otherwise it is warned (again). A
+trashed dashboard is purged only when it is the very trash the guardian made: same id, same
+``deleted_at``, deleted by the guardian's API user.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ class DashboardFacts:
     last_viewed_at: datetime | None = None
     usage_last_accessed: datetime | None = None
     favorite_count: int = 0
+    schedules: int = 0
+    """Enabled scheduled plans of any user (``all_scheduled_plans?all_users=true``)."""
+    alerts: int = 0
+    """Enabled alerts of any owner on the dashboard's tiles (``alerts/search?all_owners=true``)."""
     schedule_total: int = 0
     public_total: int = 0
     deleted: bool = False
@@ -58,8 +68,15 @@ class DashboardFacts:
     deleter_id: str | None = None
 
     @classmethod
-    def from_api(cls, row: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> DashboardFacts:
-        """Facts from a ``Dashboard`` JSON object and its ``content_usage`` row."""
+    def from_api(
+        cls,
+        row: Mapping[str, Any],
+        usage: Mapping[str, Any] | None = None,
+        *,
+        schedules: int = 0,
+        alerts: int = 0,
+    ) -> DashboardFacts:
+        """Facts from a ``Dashboard`` JSON object, its ``content_usage`` row, schedules and alerts."""
         usage = usage or {}
         folder = row.get("folder") or {}
         return cls(
@@ -75,6 +92,8 @@ class DashboardFacts:
             last_viewed_at=parse_ts(row.get("last_viewed_at")),
             usage_last_accessed=parse_ts(usage.get("content_usage.last_accessed_date")),
             favorite_count=int(row.get("favorite_count") or 0),
+            schedules=schedules,
+            alerts=alerts,
             schedule_total=int(usage.get("content_usage.schedule_total") or 0),
             public_total=int(usage.get("content_usage.public_total") or 0),
             deleted=bool(row.get("deleted")),
@@ -100,16 +119,21 @@ class DashboardFacts:
         return cls(**values)
 
     def last_access(self) -> tuple[datetime | None, str]:
-        """The last access and where it came from (System Activity first)."""
-        for value, source in (
-            (self.usage_last_accessed, "System Activity"),
-            (self.last_accessed_at, "last_accessed_at"),
-            (self.last_viewed_at, "last_viewed_at"),
-            (self.created_at, "created_at"),
-        ):
-            if value is not None:
-                return value, source
-        return None, "unknown"
+        """The newest of every access signal and where it came from."""
+        signals = [
+            (value, source)
+            for value, source in (
+                (self.usage_last_accessed, "System Activity"),
+                (self.last_accessed_at, "last_accessed_at"),
+                (self.last_viewed_at, "last_viewed_at"),
+                (self.created_at, "created_at"),
+            )
+            if value is not None
+        ]
+        if not signals:
+            return None, "unknown"
+        # max() keeps the first of equal values, so System Activity names a tie.
+        return max(signals, key=lambda pair: pair[0])
 
 
 @dataclass(frozen=True)
@@ -162,9 +186,14 @@ class Context:
     now: datetime
     folder_chain: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     """folder id -> ((id, path), ...) from the folder itself up to its root."""
-    guardian_trashed: frozenset[str] = frozenset()
+    guardian_trashes: Mapping[str, datetime] = field(default_factory=dict)
+    """dashboard id -> the ``deleted_at`` of the trash the guardian made (and nobody undid)."""
     guardian_user_id: str | None = None
     owner_emails: Mapping[str, str] = field(default_factory=dict)
+    warnings: Mapping[str, datetime] = field(default_factory=dict)
+    """dashboard id -> when the guardian last delivered a warning about it (the ledger)."""
+    keeps: Mapping[str, tuple[datetime, str]] = field(default_factory=dict)
+    """dashboard id -> (until, reason) of the owner's unexpired keep."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +252,18 @@ def _protection(facts: DashboardFacts, policy: Policy, ctx: Context) -> str | No
     return None
 
 
+def _keep(facts: DashboardFacts, ctx: Context) -> str | None:
+    keep = ctx.keeps.get(facts.id)
+    if keep is not None and keep[0] > ctx.now:
+        return f"kept by its owner until {keep[0].date()}: {keep[1]}"
+    return None
+
+
 def _usage_exclusion(facts: DashboardFacts, policy: Policy) -> str | None:
+    if policy.exclude_scheduled and facts.schedules > 0:
+        return f"scheduled ({facts.schedules} enabled schedule(s) in Looker)"
+    if policy.exclude_scheduled and facts.alerts > 0:
+        return f"alerted ({facts.alerts} enabled alert(s) in Looker)"
     if policy.exclude_scheduled and facts.schedule_total > 0:
         return f"scheduled ({facts.schedule_total} scheduled deliveries in System Activity)"
     if policy.exclude_favorited and facts.favorite_count > 0:
@@ -250,9 +290,21 @@ def decide(facts: DashboardFacts, policy: Policy, ctx: Context) -> Decision:
         reason = f"inactive from {becomes} (last access {last.date()} from {source}, {idle} days ago)"
     else:
         return Decision("keep", f"accessed {idle} days ago", last)
-    excluded = _protection(facts, policy, ctx) or _usage_exclusion(facts, policy)
+    excluded = _protection(facts, policy, ctx) or _keep(facts, ctx) or _usage_exclusion(facts, policy)
     if excluded:
         return Decision("skip", excluded, last)
+    if kind == "soft_delete":
+        warned = ctx.warnings.get(facts.id)
+        due = None if warned is None else warned + timedelta(days=policy.warning_days)
+        if warned is None or warned <= last:
+            return Decision(
+                "warn",
+                f"{reason}; owner not warned since, trash no earlier than {policy.warning_days} days after the warning",
+                last,
+            )
+        if due is not None and due > ctx.now:
+            return Decision("warn", f"{reason}; warned on {warned.date()}, trash from {due.date()}", last)
+        reason = f"{reason}; owner warned on {warned.date()}"
     return Decision(kind, reason, last)
 
 
@@ -262,12 +314,20 @@ def _decide_trashed(facts: DashboardFacts, policy: Policy, ctx: Context) -> Deci
     days = (ctx.now - facts.deleted_at).days
     if days <= policy.purge_days:
         return Decision("keep", f"in trash for {days} days")
-    by_guardian = facts.id in ctx.guardian_trashed or (
-        ctx.guardian_user_id is not None and facts.deleter_id == ctx.guardian_user_id
+    recorded = ctx.guardian_trashes.get(facts.id)
+    # The very trash the guardian made: a person who restored and re-trashed it changed deleted_at and deleter.
+    by_guardian = (
+        recorded is not None
+        and ctx.guardian_user_id is not None
+        and facts.deleter_id == ctx.guardian_user_id
+        and abs((recorded - facts.deleted_at).total_seconds()) < 1
     )
     if not by_guardian and not policy.purge_human_trashed:
+        who = "the guardian's API user" if facts.deleter_id == ctx.guardian_user_id else f"user {facts.deleter_id}"
         return Decision(
-            "skip", f"trashed by a person (user {facts.deleter_id}) {days} days ago; purge_human_trashed is off"
+            "skip",
+            f"trashed by a person or outside a recorded guardian trash ({who}, {days} days ago); "
+            "purge_human_trashed is off",
         )
     protected = _protection(facts, policy, ctx)
     if protected:

@@ -1,17 +1,22 @@
-"""Restore dashboards: un-trash, or re-import a purged one from its LookML backup.
+"""Restore dashboards: un-trash, or re-import a purged one from its backup, schedules and alerts too.
 
-A trashed dashboard comes back with ``PATCH {"deleted": false}``, keeping its id, URL,
-schedules and alerts. A purged one is re-created from the newest verified backup with
-``POST /dashboards/lookml`` into its original folder (or ``GUARDIAN_LOOKER__DEFAULT_FOLDER_ID``
-when that folder is gone); it gets a new id, and what LookML does not carry (alerts,
-schedules, favorites, view history, the old id and URL) is reported. Restoring the same
-purged dashboard twice does not create a second copy. Every restore is audited and recorded.
+A trashed dashboard comes back with ``PATCH {"deleted": false}``, keeping its id and URL. A
+purged one is re-created from the newest verified backup with ``POST /dashboards/lookml``
+into its original folder (or ``GUARDIAN_LOOKER__DEFAULT_FOLDER_ID`` when that folder is gone);
+it gets a new id. The LookML keeps its ``preferred_slug`` (so the old slug URL works again)
+unless a live dashboard holds that slug: Looker would overwrite that dashboard.
+
+Either way every schedule and alert of the backup that Looker does not have (any more) is
+re-created, pointing at the restored dashboard and its tiles; anything that could not be
+restored (favorites, view history, the old id, a refused schedule...) is reported. Restoring
+the same purged dashboard twice does not create a second copy. Every restore is audited.
 
 Query function for the CLI and the web UI: :func:`list_restores`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,6 +85,7 @@ def _restore_one(
 ) -> RestoreResult:
     target = instance_target(settings, dashboard_id)
     fresh = client.dashboard(dashboard_id)
+    backup = latest_backup(store, settings.looker.instance_name, dashboard_id)
     if fresh is not None:
         if not fresh.get("deleted"):
             return RestoreResult(dashboard_id, "noop", None, "not in the trash; nothing to restore")
@@ -92,23 +98,27 @@ def _restore_one(
             store=store,
         )
         after = client.set_deleted(dashboard_id, False)
+        document = read_backup(storage, backup.key, backup.sha256) if backup else {}
+        restored, missing = _restore_schedules_and_alerts(client, document, after, same_dashboard=True)
         return RestoreResult(
             dashboard_id,
             "untrashed",
             dashboard_id,
-            f"moved out of the trash into folder {after.get('folder_id')}; id, URL, schedules and alerts kept",
+            f"moved out of the trash into folder {after.get('folder_id')}; id and URL kept; {restored}",
+            tuple(missing),
         )
     previous = _previous_reimport(settings, store, dashboard_id)
     if previous and client.dashboard(previous) is not None:
         return RestoreResult(dashboard_id, "noop", previous, f"already re-imported as dashboard {previous}")
-    backup = latest_backup(store, settings.looker.instance_name, dashboard_id)
     if backup is None:
         return RestoreResult(dashboard_id, "failed", None, "purged and no backup is recorded; it cannot be restored")
     document = read_backup(storage, backup.key, backup.sha256)
     lookml = str(document.get("lookml") or "")
     if not lookml:
         return RestoreResult(dashboard_id, "failed", None, f"backup {backup.uri} holds no LookML")
-    folder_id = str((document.get("dashboard") or {}).get("folder_id") or "")
+    original = document.get("dashboard") or {}
+    folder_id = str(original.get("folder_id") or "")
+    lookml, slug_note = _slug_safe(client, lookml)
     audit.record(
         "looker.restore",
         target,
@@ -126,13 +136,86 @@ def _restore_one(
         created = client.import_lookml(fallback, lookml)
         folder_id = f"{fallback} (original folder {folder_id} is gone)"
     new_id = str(created["id"])
+    restored, missing = _restore_schedules_and_alerts(client, document, created, same_dashboard=False)
     return RestoreResult(
         dashboard_id,
         "reimported",
         new_id,
-        f"re-imported from {backup.uri} as dashboard {new_id} in folder {folder_id}",
-        NOT_RESTORABLE,
+        f"re-imported from {backup.uri} as dashboard {new_id} in folder {folder_id}{slug_note}; {restored}",
+        (*NOT_RESTORABLE, *missing),
     )
+
+
+def _slug_safe(client: LookerClient, lookml: str) -> tuple[str, str]:
+    """The LookML to import, without ``preferred_slug`` when a live dashboard holds that slug."""
+    match = re.search(r"^\s*preferred_slug:\s*(\S+)\s*$", lookml, re.MULTILINE)
+    if not match:
+        return lookml, ""
+    holders = client.dashboards_with_slug(match.group(1))
+    if not holders:
+        return lookml, ""
+    stripped = lookml[: match.start()] + lookml[match.end() :].lstrip("\n")
+    return stripped, f" (new slug: {match.group(1)} belongs to dashboard {holders[0].get('id')})"
+
+
+def _schedule_key(plan: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(plan.get("name")), str(plan.get("crontab") or plan.get("datagroup")), str(plan.get("user_id")))
+
+
+def _alert_key(alert: dict[str, Any], element: str) -> tuple[str, str, str, str]:
+    field = alert.get("field") or {}
+    name = field.get("name") if isinstance(field, dict) else field
+    return (element, str(name), str(alert.get("comparison_type")), str(alert.get("threshold")))
+
+
+def _restore_schedules_and_alerts(
+    client: LookerClient, document: dict[str, Any], target: dict[str, Any], *, same_dashboard: bool
+) -> tuple[str, list[str]]:
+    """Re-create the backup's schedules and alerts that ``target`` lacks; (summary, what failed)."""
+    target_id = str(target["id"])
+    schedules = list(document.get("schedules") or [])
+    alerts = list(document.get("alerts") or [])
+    missing: list[str] = []
+    made_s = made_a = 0
+    present = {_schedule_key(p) for p in client.scheduled_plans_for_dashboard(target_id)} if schedules else set()
+    for plan in schedules:
+        if _schedule_key(plan) in present:
+            continue
+        try:
+            client.create_scheduled_plan({**plan, "dashboard_id": target_id})
+            made_s += 1
+        except (GuardianError, ValueError, TypeError) as exc:
+            missing.append(f"schedule {plan.get('name')!r} ({str(exc)[:120]})")
+    old_elements = [str(e.get("id")) for e in (document.get("dashboard") or {}).get("dashboard_elements") or []]
+    new_elements = [str(e.get("id")) for e in target.get("dashboard_elements") or []]
+    # Tiles keep their order through the LookML export and import, so position maps old ids to new.
+    element_map = (
+        {e: e for e in old_elements} if same_dashboard else dict(zip(old_elements, new_elements, strict=False))
+    )
+    live: set[tuple[str, str, str, str]] = set()
+    if alerts:
+        live = {
+            _alert_key(a, str(a.get("dashboard_element_id")))
+            for a in client.all_alerts()
+            if str(a.get("dashboard_element_id")) in set(element_map.values())
+        }
+    for alert in alerts:
+        element = element_map.get(str(alert.get("dashboard_element_id")))
+        if element is None:
+            missing.append(f"alert {alert.get('custom_title') or alert.get('id')!r} (its tile is gone)")
+            continue
+        if _alert_key(alert, element) in live:
+            continue
+        try:
+            client.create_alert({**alert, "dashboard_element_id": element})
+            made_a += 1
+        except (GuardianError, ValueError, TypeError) as exc:
+            missing.append(f"alert {alert.get('custom_title') or alert.get('id')!r} ({str(exc)[:120]})")
+    summary = (
+        f"{len(schedules)} schedule(s) and {len(alerts)} alert(s) in the backup, "
+        f"{made_s} schedule(s) and {made_a} alert(s) re-created"
+    )
+    return summary, missing
 
 
 def _previous_reimport(settings: Settings, store: Store, dashboard_id: str) -> str | None:

@@ -1,18 +1,21 @@
 """Entry points shared by the CLI, the DAGs and the web UI: settings in, results out.
 
 Each function opens what it needs from the settings (store, storage, Looker client) unless
-given one. The web UI uses :func:`restore` and the query functions re-exported here:
+given one. The web UI uses :func:`restore`, :func:`keep` and the query functions re-exported here:
 :func:`latest_plan`, :func:`get_plan`, :func:`list_plans`, :func:`list_actions`,
-:func:`list_backups`, :func:`list_restores`.
+:func:`list_backups`, :func:`list_restores`, :func:`list_keeps`.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from guardian.looker.apply import ApplyReport, Mode, apply_plan, override_breaker
 from guardian.looker.backup import list_backups
-from guardian.looker.messages import NotifyReport, send_notifications
+from guardian.looker.ledger import Keep, list_keeps
+from guardian.looker.ledger import keep as _keep
+from guardian.looker.messages import NotifyReport, send_notifications, send_warnings
 from guardian.looker.plan import Plan, get_plan, latest_plan, list_actions, list_plans, make_plan
 from guardian.looker.restore import RestoreResult, list_restores
 from guardian.looker.restore import restore as _restore
@@ -26,15 +29,18 @@ if TYPE_CHECKING:
 __all__ = [
     "apply",
     "get_plan",
+    "keep",
     "latest_plan",
     "list_actions",
     "list_backups",
+    "list_keeps",
     "list_plans",
     "list_restores",
     "notify",
     "override_breaker",
     "plan",
     "restore",
+    "warn",
 ]
 
 
@@ -97,3 +103,20 @@ def restore(
         store=get_store(settings),
         storage=default_storage(settings),
     )
+
+
+def warn(settings: Settings, plan_id: int, *, client: LookerClient | None = None) -> NotifyReport:
+    """Warn the owners of a plan's dashboards (any mode; recorded in the warning ledger)."""
+    return send_warnings(settings, plan_id, client=_client(settings, client), store=get_store(settings))
+
+
+def keep(
+    settings: Settings,
+    dashboard_id: str,
+    *,
+    until: str | date | datetime,
+    reason: str,
+    actor: str,
+) -> Keep:
+    """Keep a dashboard out of the trash until a date (audited)."""
+    return _keep(settings, get_store(settings), dashboard_id, until=until, reason=reason, actor=actor)

@@ -1,4 +1,4 @@
-"""Store tables of the Looker service (migration 0003_looker)."""
+"""Store tables of the Looker service (migrations 0003_looker and 0007_looker_trust)."""
 
 from __future__ import annotations
 
@@ -94,4 +94,32 @@ looker_restores = Table(
 )
 """Every restore: un-trashed, re-imported from a backup, no-op or failed."""
 
-__all__ = ["looker_actions", "looker_backups", "looker_plans", "looker_restores"]
+looker_warnings = Table(
+    "looker_warnings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("instance", String(100), nullable=False),
+    Column("dashboard_id", String(200), nullable=False),
+    Column("warned_at", DateTime(timezone=True), nullable=False),
+    Column("address", String(300), nullable=False),
+    Column("last_access", DateTime(timezone=True), nullable=True),
+    Column("plan_id", Id, nullable=True),
+    Index("ix_looker_warnings_dashboard", "instance", "dashboard_id"),
+)
+"""The warning ledger: every owner (or team) warning the guardian delivered, across plans."""
+
+looker_keeps = Table(
+    "looker_keeps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("instance", String(100), nullable=False),
+    Column("dashboard_id", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("until", DateTime(timezone=True), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Index("ix_looker_keeps_dashboard", "instance", "dashboard_id"),
+)
+"""Keeps asked by owners: the dashboard is never trashed before ``until``."""
+
+__all__ = ["looker_actions", "looker_backups", "looker_keeps", "looker_plans", "looker_restores", "looker_warnings"]

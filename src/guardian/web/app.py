@@ -349,6 +349,22 @@ def create_app(
         request.session["flash"] = message
         return RedirectResponse(f"{request.scope.get('root_path', '')}/looker", status_code=303)
 
+    @app.post("/looker/keep", response_class=HTMLResponse, include_in_schema=False)
+    def looker_keep(
+        request: Request,
+        user: PageUser,
+        dashboard_id: Annotated[str, Form()],
+        until: Annotated[str, Form()],
+        reason: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        from guardian.web import looker_view
+
+        if not auth.csrf_ok(request, csrf):
+            raise HTTPException(status_code=403, detail="stale form: reload the page")
+        request.session["flash"] = looker_view.keep(settings, store(), user, dashboard_id, until, reason, audit_web)
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/looker", status_code=303)
+
     @app.get("/sheets", response_class=HTMLResponse, include_in_schema=False)
     def sheets_page(request: Request, user: Reader) -> Response:
         from guardian.sheets.ledger import list_requests

@@ -1,8 +1,9 @@
-"""The Looker page: the newest plan, what was trashed and purged, backups, and restore.
+"""The Looker page: the newest plan, what was warned, trashed and purged, keeps, backups; restore and keep.
 
-Uses the Looker service's query functions (``latest_plan``, ``list_actions``, ``list_backups``)
-and ``guardian.looker.service.restore``, which un-trashes or re-imports a dashboard and audits
-it with the acting user.
+Uses the Looker service's query functions (``latest_plan``, ``list_actions``, ``list_backups``,
+``list_keeps``), ``guardian.looker.service.restore``, which un-trashes or re-imports a dashboard
+and audits it with the acting user, and ``guardian.looker.service.keep``, which keeps a
+dashboard out of the trash until a date (audited with the acting user).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def page_data(settings: Settings, store: Store) -> dict[str, Any]:
         "backups": [],
         "restorable": [],
         "restores": [],
+        "warned": [],
+        "keeps": [],
+        "keep_available": service_function("guardian.looker.service", "keep") is not None,
     }
     if latest is None:
         return out
@@ -55,6 +59,10 @@ def page_data(settings: Settings, store: Store) -> dict[str, Any]:
                 a["restorable"] = a.get("state") == "done" and done is None
             out["actions"] = actions
             out["restorable"] = [a for a in actions if a["restorable"]]
+            out["warned"] = [plain(a) for a in list_actions(store, plan.id, kinds=["warn"])]
+    list_keeps = service_function("guardian.looker.ledger", "list_keeps")
+    if list_keeps is not None:
+        out["keeps"] = [plain(k) for k in list_keeps(store, limit=50)]
     if list_backups is not None:
         out["backups"] = [plain(b) for b in list_backups(store, limit=50)]
     return out
@@ -95,3 +103,40 @@ def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audi
             + (f" ({info.get('detail')})" if info.get("detail") else "")
         )
     return "; ".join(lines) or f"Dashboard {dashboard_id}: nothing to restore."
+
+
+def keep(
+    settings: Settings,
+    store: Store,
+    user: str,
+    dashboard_id: str,
+    until: str,
+    reason: str,
+    audit_web: Callable[..., None],
+) -> str:
+    """Keep one dashboard until a date as this user; a one-line result for the page."""
+    keep_fn = service_function("guardian.looker.service", "keep")
+    if keep_fn is None:
+        audit_web(
+            user,
+            "web.looker.keep",
+            f"looker:dashboard:{dashboard_id}",
+            outcome="failed",
+            after={"error": "keep is not available"},
+        )
+        return "Keep is not available in this deployment."
+    try:
+        kept = keep_fn(settings, dashboard_id, until=until, reason=reason, actor=f"web:{user}")
+    except Exception as exc:  # shown to the user; a refused keep changes nothing
+        from guardian.logging import mask_text
+
+        audit_web(
+            user,
+            "web.looker.keep",
+            f"looker:dashboard:{dashboard_id}",
+            outcome="failed",
+            after={"error": mask_text(str(exc))[:300]},
+        )
+        return f"Dashboard {dashboard_id} not kept: {mask_text(str(exc))[:300]}"
+    info = plain(kept)
+    return f"Dashboard {dashboard_id} kept until {str(info.get('until'))[:10]}: {info.get('reason')}"

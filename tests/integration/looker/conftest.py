@@ -1,4 +1,9 @@
-"""A Looker sandbox per test, with the LOOKERSDK_* variables pointing the real looker-sdk at it."""
+"""A Looker sandbox per test, with the LOOKERSDK_* variables pointing the real looker-sdk at it.
+
+``settings`` also writes the guardian's side of the demo instance's past into the store (its
+recorded trashes and a warning 15 days ago, :func:`guardian.sandbox.looker.history.seed_history`)
+and points email at a local SMTP receiver, so warnings are really delivered and recorded.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +30,25 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def settings(sandbox: Any) -> Any:
-    """Settings read after the sandbox variables are set."""
-    from guardian.settings import load_settings
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local SMTP receiver that the guardian's email goes to."""
+    from guardian.monitoring.receivers import SmtpReceiver
 
-    return load_settings()
+    receiver = SmtpReceiver().start()
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(receiver.port))
+    monkeypatch.setenv("GUARDIAN_NOTIFY__EMAIL_TO", "team@example.com")
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def settings(sandbox: Any, smtp: Any) -> Any:
+    """Settings read after the sandbox variables are set, with the instance's history in the store."""
+    from guardian.sandbox.looker.history import seed_history
+    from guardian.settings import load_settings
+    from guardian.store import get_store
+
+    loaded = load_settings()
+    seed_history(loaded, get_store(loaded), sandbox.state)
+    return loaded

@@ -5,6 +5,9 @@ a backup, after Looker applied a trash but before the guardian recorded it, afte
 was applied but not recorded, and at random points of a concurrent batch. After the rerun
 the plan is complete, no dashboard was trashed or purged twice, every trashed dashboard has
 a verified backup recorded before its trash, and the audit chain tells what happened.
+
+Two plans and two appliers on PostgreSQL: only the newest plan of the instance applies, one
+applier at a time; killed and rerun, each dashboard is trashed once and claimed by one plan.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from guardian import audit
 from guardian.looker.backup import list_backups, verify_backup
@@ -30,6 +36,7 @@ GUARDIAN = str(Path(sys.executable).parent / "guardian")
 
 
 def _apply(plan_id: int) -> subprocess.Popen[bytes]:
+    """`guardian looker apply` in its own process (warns first, then applies, then notifies)."""
     return subprocess.Popen(
         [GUARDIAN, "looker", "apply", str(plan_id), "--yes"],
         env=dict(os.environ),
@@ -122,6 +129,7 @@ def test_kill_mid_backup_after_trash_and_after_purge_then_rerun(settings: Any, s
 
 def test_random_kills_of_a_concurrent_batch(monkeypatch: Any) -> None:
     from guardian.looker import service
+    from guardian.sandbox.looker.history import seed_history
     from guardian.settings import load_settings
 
     server = start(seed_bulk(LookerState(), 400, inactive_fraction=0.15, trashed_fraction=0.0))
@@ -132,6 +140,7 @@ def test_random_kills_of_a_concurrent_batch(monkeypatch: Any) -> None:
         monkeypatch.setenv("GUARDIAN_LOOKER__RATE_LIMIT_PER_SECOND", "1000")
         server.app.state.config.latency_ms = 15
         settings = load_settings()
+        seed_history(settings, get_store(settings), server.state)
         plan = service.plan(settings)
         to_trash = plan.counts["soft_delete"]
         assert to_trash > 40
@@ -146,3 +155,51 @@ def test_random_kills_of_a_concurrent_batch(monkeypatch: Any) -> None:
         _assert_complete_and_safe(settings, server, plan.id)
     finally:
         server.stop()
+
+
+def test_two_plans_two_appliers_on_postgresql(pg_env: str, sandbox: Any, smtp: Any, monkeypatch: Any) -> None:
+    from guardian.errors import SafetyGateTripped
+    from guardian.looker import service
+    from guardian.sandbox.looker.history import seed_history
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__CONCURRENCY", "1")
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_DELETIONS", "6")  # the history's trash + the 5 planned
+    settings = load_settings()
+    store = get_store(settings)
+    seed_history(settings, store, sandbox.state)
+    older = service.plan(settings)
+    newer = service.plan(settings)
+    # The trash of dashboard 6 stalls, so the newer plan's applier holds the instance's lock.
+    sandbox.set_faults(FaultRule(delay_ms=120_000, path=r"^/dashboards/6$", method="PATCH"))
+    first = _apply(newer.id)
+    deadline = time.monotonic() + 90
+    while sandbox.stats["PATCH /dashboards/{id}"] < 3:
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.stderr else b""
+        time.sleep(0.01)
+    second = _apply(older.id)
+    assert second.wait(timeout=120) != 0
+    err = second.stderr.read().decode() if second.stderr else ""
+    assert "being applied by another process" in err, err
+    _kill_when(first, lambda: True)
+    assert [k for k in ("4", "5", "6") if sandbox.state.dashboards[k]["deleted"]] == ["4", "5"]
+    sandbox.set_faults()
+    # The lock is free now: the older plan is refused because a newer plan exists; the newer one resumes.
+    with pytest.raises(SafetyGateTripped, match=f"plan {newer.id} is newer"):
+        service.apply(settings, older.id)
+    assert service.apply(settings, newer.id).failed == 0
+    _assert_complete_and_safe(settings, sandbox, newer.id)
+    assert all(a.state == "pending" for a in list_actions(store, older.id, kinds=["soft_delete", "purge"]))
+    claims = [
+        e
+        for e in audit.iter_events(store, action_prefix="looker.trash")
+        if e.outcome in ("ok", "noop") and (e.context or {}).get("plan_id") == older.id
+    ]
+    assert claims == [], "the older plan recorded trashes as its own"
+    trash_notices = [m for m in smtp.messages if "were moved to the trash" in str(m["Subject"])]
+    assert len(trash_notices) == len({str(m["To"]) for m in trash_notices})
+    # The rolling window holds the history's trash and the newer plan's 5: the budget of 6 is spent.
+    from guardian.looker.apply import window_usage
+
+    assert window_usage(settings, store, datetime.now(UTC)).trashes == 6
+    assert audit.verify(store).ok

@@ -32,24 +32,26 @@ def _states(store: Any, plan_id: int) -> dict[str, tuple[str, str, str | None]]:
 def test_plan_is_persisted_with_reasons_and_bounded_calls(settings: Any, sandbox: Any) -> None:
     plan = service.plan(settings)
     store = get_store(settings)
+    # LookML dashboards never come from the dashboard search (spec), so 16 of the 18 live ones.
     assert plan.counts == {
-        "keep": 6,
+        "keep": 5,
         "soft_delete": 5,
         "warn": 2,
-        "skip": 7,
+        "skip": 6,
         "purge": 1,
-        "live": 18,
+        "live": 16,
         "trashed": 3,
     }
     states = _states(store, plan.id)
     assert states["12"][2] is not None and "scheduled" in states["12"][2]
     assert "favorited" in (states["13"][2] or "") and "public" in (states["14"][2] or "")
     assert "protected folder Shared/Finance" in (states["15"][2] or "")
-    assert "LookML" in (states["thelook::business_pulse"][2] or "")
+    assert "thelook::business_pulse" not in states
     assert "by a person" in (states["19"][2] or "")
     assert states["9"][:2] == ("warn", "pending")
-    # search live + search trash + System Activity + /user + /folders (protected folders configured)
-    assert plan.api_calls == 5
+    # search live + search trash + System Activity + all schedules + all alerts + /user + /folders
+    assert plan.api_calls == 7
+    assert sandbox.stats["GET /scheduled_plans"] == 1 and sandbox.stats["GET /alerts/search"] == 1
     assert sandbox.stats["POST /queries/run/{result_format}".replace("{result_format}", "json")] == 1
     assert all(not d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
     assert latest_plan(store) == plan
@@ -71,7 +73,7 @@ def test_apply_is_idempotent_and_audited_before_and_after(settings: Any, sandbox
     ]
     assert events[1].before["deleted"] is False and events[2].after["deleted"] is True
     backup = read_backup(default_storage(settings), list_backups(store, dashboard_id="4")[0].key)
-    assert backup["dashboard"]["title"] == "Old Campaign 2023" and "title: Old Campaign 2023" in backup["lookml"]
+    assert backup["dashboard"]["title"] == "Old Campaign 2023" and 'title: "Old Campaign 2023"' in backup["lookml"]
 
 
 def test_state_changed_since_the_plan_is_rechecked(settings: Any, sandbox: Any) -> None:
@@ -99,7 +101,8 @@ def test_circuit_breaker_refuses_until_overridden(settings: Any, sandbox: Any, m
     monkeypatch.setenv("GUARDIAN_LOOKER__MAX_FRACTION", "0.2")
     settings = load_settings()
     plan = service.plan(settings)
-    with pytest.raises(SafetyGateTripped, match="5 of 18 dashboards"):
+    # 5 planned + 1 the history trashed 20 days ago, inside the 30-day window.
+    with pytest.raises(SafetyGateTripped, match="brings trashes to 6 of 16 dashboards"):
         service.apply(settings, plan.id)
     store = get_store(settings)
     assert latest_plan(store).status == "refused"  # type: ignore[union-attr]
@@ -144,55 +147,66 @@ def test_tampered_plan_is_refused(settings: Any, sandbox: Any) -> None:
     assert not sandbox.state.dashboards["13"]["deleted"]
 
 
-def test_no_trash_without_a_backup(settings: Any, sandbox: Any) -> None:
+def test_no_trash_without_a_backup_that_restores(settings: Any, sandbox: Any) -> None:
     plan = service.plan(settings)
     sandbox.set_faults(FaultRule(status=500, path="^/dashboards/lookml/6$"))
+    sandbox.state.lookml_export["5"] = ""  # an empty export would restore nothing
+    sandbox.state.lookml_export["7"] = sandbox.state.lookml_of(sandbox.state.dashboards["7"]).replace("Tile 1", "X")
     report = service.apply(settings, plan.id)
-    assert report.failed == 1 and report.done == 5
-    assert not sandbox.state.dashboards["6"]["deleted"]
+    assert (report.parked, report.done, report.failed) == (3, 3, 0)
+    for dashboard_id in ("5", "6", "7"):
+        assert not sandbox.state.dashboards[dashboard_id]["deleted"]
     store = get_store(settings)
-    assert _states(store, plan.id)["6"][1] == "failed"
-    assert latest_plan(store).status == "partial"  # type: ignore[union-attr]
+    states = _states(store, plan.id)
+    assert states["5"][1] == "parked" and "LookML export is empty" in (states["5"][2] or "")
+    assert states["6"][1] == "parked" and "HTTP 500" in (states["6"][2] or "")
+    assert states["7"][1] == "parked" and "tile(s)" in (states["7"][2] or "")
+    assert latest_plan(store).status == "applied"  # type: ignore[union-attr]
+    assert not list_backups(store, dashboard_id="5") and not list_backups(store, dashboard_id="7")
+    # The next plan tries the parked ones again.
     sandbox.set_faults()
-    again = service.apply(settings, plan.id)
-    assert (again.done, again.failed) == (1, 0) and sandbox.state.dashboards["6"]["deleted"]
+    sandbox.state.lookml_export.clear()
+    again = service.apply(settings, service.plan(settings).id)
+    assert again.done == 3 and all(sandbox.state.dashboards[k]["deleted"] for k in ("5", "6", "7"))
 
 
-def test_owner_emails_and_team_summary(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
-    from guardian.monitoring.receivers import SlackReceiver, SmtpReceiver, body_text
+def test_owner_emails_and_team_summary(settings: Any, sandbox: Any, smtp: Any, monkeypatch: Any) -> None:
+    from guardian.monitoring.receivers import SlackReceiver, body_text
     from guardian.settings import load_settings
 
-    smtp, slack = SmtpReceiver().start(), SlackReceiver().start()
+    slack = SlackReceiver().start()
     try:
-        monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("GUARDIAN_NOTIFY__SMTP_PORT", str(smtp.port))
-        monkeypatch.setenv("GUARDIAN_NOTIFY__EMAIL_TO", "team@example.com")
         monkeypatch.setenv("TEST_SLACK_WEBHOOK", slack.url)
         monkeypatch.setenv("GUARDIAN_NOTIFY__SLACK_WEBHOOK_REF", "env:TEST_SLACK_WEBHOOK")
+        sandbox.state.users["2"]["is_disabled"] = True  # Alice left: her warnings go to the team
         settings = load_settings()
         plan = service.plan(settings)
+        warned = service.warn(settings, plan.id)
         report = service.apply(settings, plan.id)
         sent = service.notify(settings, plan.id, mode="apply", backup_bytes=report.backup_bytes)
-        assert (sent.warned_owners, sent.trashed_owners, sent.summary_email, sent.summary_slack) == (2, 4, True, True)
+        assert warned.warned_owners == 2 and (sent.trashed_owners, sent.summary_email, sent.summary_slack) == (
+            4,
+            True,
+            True,
+        )
         by_to: dict[str, list[str]] = {}
         for msg in smtp.messages:
             by_to.setdefault(str(msg["To"]), []).append(str(msg["Subject"]))
-        assert sorted(by_to) == [
-            "alice@example.com",
-            "bob@example.com",
-            "carol@example.com",
-            "dave@example.com",
-            "team@example.com",
-        ]
+        assert sorted(by_to) == ["bob@example.com", "carol@example.com", "dave@example.com", "team@example.com"]
+        warning = next(m for m in smtp.messages if m["To"] == "carol@example.com" and "soon" in str(m["Subject"]))
+        assert "guardian looker keep 9 --until" in body_text(warning)
+        team_warning = next(m for m in smtp.messages if m["To"] == "team@example.com" and "soon" in str(m["Subject"]))
+        assert "[10] Soon Stale Board" in body_text(team_warning) and "gone or disabled" in body_text(team_warning)
         bob = next(m for m in smtp.messages if m["To"] == "bob@example.com")
         text = body_text(bob)
         assert "[5] Legacy Pipeline" in text and "[6] Q1 Region Drilldown" in text
         assert "guardian looker restore 5 6" in text and "not accessed for" in text
         assert "backups written" in slack.payloads[0]["text"]
         again = service.notify(settings, plan.id, mode="apply")
-        assert (again.warned_owners, again.trashed_owners, again.summary_email) == (0, 0, False)
+        assert (again.trashed_owners, again.summary_email) == (0, False)
+        # Already warned since their last access: the next run does not warn again.
+        assert service.warn(settings, service.plan(settings).id).warned_owners == 0
     finally:
-        smtp.stop()
         slack.stop()
 
 
@@ -204,7 +218,7 @@ def test_restore_trashed_and_purged(settings: Any, sandbox: Any) -> None:
     assert sandbox.state.dashboards["4"]["deleted"] is False
     new_id = results[1].new_dashboard_id
     assert new_id and sandbox.state.dashboards[new_id]["folder_id"] == "5"
-    assert "alerts" in results[1].not_restored
+    assert "favorites" in results[1].not_restored
     assert sum(1 for d in sandbox.state.dashboards.values() if d["title"] == "Trashed by Guardian long ago") == 1
     rows = service.list_restores(get_store(settings))
     assert [r["method"] for r in rows] == ["failed", "noop", "reimported", "untrashed"]
@@ -215,9 +229,11 @@ def test_restore_trashed_and_purged(settings: Any, sandbox: Any) -> None:
 
 
 def test_postgresql_store(pg_env: str, sandbox: Any) -> None:
+    from guardian.sandbox.looker.history import seed_history
     from guardian.settings import load_settings
 
     settings = load_settings()
+    seed_history(settings, get_store(settings), sandbox.state)
     plan = service.plan(settings)
     assert service.apply(settings, plan.id).done == 6
     assert service.apply(settings, plan.id).already_final == 6
@@ -249,16 +265,18 @@ def test_cli_plan_apply_restore_report(settings: Any, sandbox: Any) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_one_applier_per_plan(backend: str, sandbox: Any, request: pytest.FixtureRequest) -> None:
-    from guardian.looker.apply import PlanBusy, plan_lock
+def test_one_applier_per_instance(backend: str, sandbox: Any, request: pytest.FixtureRequest) -> None:
+    from guardian.looker.apply import PlanBusy, apply_lock
+    from guardian.sandbox.looker.history import seed_history
     from guardian.settings import load_settings
 
     if backend == "postgresql":
         request.getfixturevalue("pg_env")
     settings = load_settings()
-    plan = service.plan(settings)
     store = get_store(settings)
-    with plan_lock(store, plan.id), pytest.raises(PlanBusy, match="being applied by another process"):
+    seed_history(settings, store, sandbox.state)
+    plan = service.plan(settings)
+    with apply_lock(store, "default"), pytest.raises(PlanBusy, match="being applied by another process"):
         service.apply(settings, plan.id)
     assert not any(d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
     assert service.apply(settings, plan.id).done == 6
@@ -279,3 +297,41 @@ def test_trash_that_timed_out_but_happened_is_recognised(settings: Any, sandbox:
     assert again.noop == 1
     action = next(a for a in list_actions(get_store(settings), plan.id) if a.dashboard_id == "8")
     assert action.trashed_by_guardian and "8" in guardian_trashed_ids(get_store(settings), "default")
+
+
+def test_two_plans_in_one_window_share_the_budget(settings: Any, sandbox: Any, monkeypatch: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from guardian.looker.apply import apply_plan
+    from guardian.looker.client import connect
+    from guardian.looker.ledger import record_warnings
+    from guardian.looker.plan import make_plan
+    from guardian.settings import load_settings
+
+    monkeypatch.setenv("GUARDIAN_LOOKER__MAX_DELETIONS", "6")
+    settings = load_settings()
+    store = get_store(settings)
+    first = service.plan(settings)
+    assert service.apply(settings, first.id).done == 6  # 5 trashes + 1 purge; with the history's: 6 trashes
+    # A week later another dashboard is due (inactive, its owner warned 20 days ago).
+    later = datetime.now(UTC) + timedelta(days=7)
+    dash = sandbox.state.dashboards["3"]
+    dash["last_accessed_at"] = dash["last_viewed_at"] = None
+    sandbox.state.usage["3"].last_accessed = None
+    with store.write() as conn:
+        record_warnings(
+            conn, "default", [("3", None)], address="dave@example.com", warned_at=later - timedelta(20), plan_id=None
+        )
+    client = connect(settings)
+    second = make_plan(settings, client, store, now=later)
+    assert [a.dashboard_id for a in list_actions(store, second.id, kinds=["soft_delete"])] == ["3"]
+    with pytest.raises(SafetyGateTripped, match="brings trashes to 7 in 30 days"):
+        apply_plan(settings, second.id, client=client, store=store, storage=default_storage(settings), now=later)
+    assert not sandbox.state.dashboards["3"]["deleted"]
+    # Past the window, the same kind of plan goes through.
+    much_later = later + timedelta(days=31)
+    third = make_plan(settings, client, store, now=much_later)
+    report = apply_plan(
+        settings, third.id, client=client, store=store, storage=default_storage(settings), now=much_later
+    )
+    assert report.done == 1 and sandbox.state.dashboards["3"]["deleted"]

@@ -19,7 +19,9 @@ from openapi_schema_validator import OAS30Validator
 from guardian.looker import service
 from guardian.looker.client import connect
 from guardian.sandbox.looker import FaultRule, LookerSandbox, LookerState, create_app, seed_demo
+from guardian.sandbox.looker.history import seed_history
 from guardian.sandbox.serve import start_in_thread
+from guardian.store import get_store
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC_PATH = REPO.parent / "shared" / "specs" / "looker-4.0.oas.json"
@@ -36,6 +38,11 @@ USED = {
     "GET /dashboards/lookml/{dashboard_id}",
     "POST /dashboards/lookml",
     "POST /queries/run/{result_format}",
+    "GET /scheduled_plans",
+    "GET /scheduled_plans/dashboard/{dashboard_id}",
+    "POST /scheduled_plans",
+    "GET /alerts/search",
+    "POST /alerts",
 }
 
 
@@ -108,12 +115,20 @@ def test_every_endpoint_the_service_uses_matches_the_spec(
         monkeypatch.setenv("GUARDIAN_LOOKER__ALLOW_OWNERS", "nobody@example.com")
         monkeypatch.setenv("GUARDIAN_LOOKER__API_BACKOFF_SECONDS", "0.01")
         settings = load_settings()
+        seed_history(settings, get_store(settings), server.state)
+        # Dashboard 17 (trashed, to be purged) has a schedule and an alert the restore must re-create;
+        # dashboard 4 has disabled ones, which do not protect it.
+        server.state.add_schedule("17", "3")
+        server.state.add_alert("17-e0", "3")
+        server.state.add_schedule("4", "5", enabled=False)
+        server.state.add_alert("4-e1", "5", disabled=True)
         client = connect(settings)
         plan = service.plan(settings, client=client)
         report = service.apply(settings, plan.id, client=client)
         assert report.done == 6
         results = service.restore(settings, ["4", "17", "424242"], client=client)
         assert [r.method for r in results] == ["untrashed", "reimported", "failed"]
+        assert "1 schedule(s) and 1 alert(s) re-created" in results[1].detail, results[1].detail
         client.all_dashboards("id,title")
         server.set_faults(FaultRule(status=429, count=1, path="^/folders"))
         client.folders()

@@ -1,4 +1,4 @@
-"""The looker tables declared in guardian.looker.tables match migration 0003_looker (SQLite and PostgreSQL)."""
+"""The looker tables declared in guardian.looker.tables match migrations 0003_looker and 0007_looker_trust."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ def _diff(url: str) -> list[Any]:
     store = Store(url)
     store.migrate()
     wanted = MetaData(naming_convention=tables.looker_plans.metadata.naming_convention)
-    for table in (tables.looker_plans, tables.looker_actions, tables.looker_backups, tables.looker_restores):
+    for table in (
+        tables.looker_plans,
+        tables.looker_actions,
+        tables.looker_backups,
+        tables.looker_restores,
+        tables.looker_warnings,
+        tables.looker_keeps,
+    ):
         table.to_metadata(wanted)
     with store.engine.connect() as conn:
         context = MigrationContext.configure(

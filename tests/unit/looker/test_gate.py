@@ -69,3 +69,15 @@ def test_rate_limiter_spaces_calls() -> None:
     for _ in range(1000):
         free.acquire()
     assert time.monotonic() - started < 0.1
+
+
+def test_route_through_approval_unless_dry_run_or_skipped() -> None:
+    from guardian.airflow.looker import resolve_mode, route
+
+    assert route("dry_run", skip_approval=False, approval_available=True) == ["report"]
+    assert route("apply", skip_approval=False, approval_available=True) == ["approve", "report"]
+    assert route("test", skip_approval=False, approval_available=True) == ["approve", "report"]
+    assert route("apply", skip_approval=True, approval_available=True) == ["apply", "report"]
+    assert route("apply", skip_approval=False, approval_available=False) == ["apply", "report"]
+    assert resolve_mode("scheduled", "apply") == "apply" and resolve_mode(None, "dry_run") == "dry_run"
+    assert resolve_mode("test", "apply") == "test"

@@ -21,7 +21,9 @@ def facts(**kw: object) -> DashboardFacts:
     return DashboardFacts(**base)  # type: ignore[arg-type]
 
 
-CTX = Context(now=NOW)
+# Dashboard "10" was warned 20 days ago: past the 14-day notice, after any access older than that.
+WARNED = {"10": ago(20)}
+CTX = Context(now=NOW, warnings=WARNED)
 POLICY = Policy()
 
 
@@ -34,18 +36,44 @@ def test_inactive_after_180_days_of_system_activity() -> None:
 @pytest.mark.parametrize(
     ("fields", "source"),
     [
-        ({"last_accessed_at": ago(200), "last_viewed_at": ago(10)}, "last_accessed_at"),
-        ({"last_viewed_at": ago(200)}, "last_viewed_at"),
+        ({"last_accessed_at": ago(200), "last_viewed_at": ago(190)}, "last_viewed_at"),
+        (
+            {"last_accessed_at": ago(190), "last_viewed_at": ago(200), "usage_last_accessed": ago(300)},
+            "last_accessed_at",
+        ),
+        ({"usage_last_accessed": ago(185), "last_viewed_at": ago(200)}, "System Activity"),
         ({"created_at": ago(200)}, "created_at"),
     ],
 )
-def test_last_access_fallback_order(fields: dict[str, object], source: str) -> None:
+def test_last_access_is_the_newest_signal(fields: dict[str, object], source: str) -> None:
     d = decide(facts(**fields), POLICY, CTX)
     assert d.kind == "soft_delete" and source in d.reason
 
 
-def test_system_activity_wins_over_dashboard_fields() -> None:
-    assert decide(facts(usage_last_accessed=ago(5), last_accessed_at=ago(300)), POLICY, CTX).kind == "keep"
+@pytest.mark.parametrize("fresh", ["usage_last_accessed", "last_accessed_at", "last_viewed_at"])
+def test_any_recent_signal_keeps_it(fresh: str) -> None:
+    old = {k: ago(300) for k in ("usage_last_accessed", "last_accessed_at", "last_viewed_at")}
+    assert decide(facts(**(old | {fresh: ago(2)})), POLICY, CTX).kind == "keep"
+
+
+def test_trash_needs_a_warning_old_enough_and_after_the_last_access() -> None:
+    inactive = facts(usage_last_accessed=ago(400))
+    never = decide(inactive, POLICY, Context(now=NOW))
+    assert never.kind == "warn" and "not warned" in never.reason
+    recent = decide(inactive, POLICY, Context(now=NOW, warnings={"10": ago(13)}))
+    assert recent.kind == "warn" and "trash from" in recent.reason
+    assert decide(inactive, POLICY, Context(now=NOW, warnings={"10": ago(14)})).kind == "soft_delete"
+    # Warned, then viewed, then inactive again: the old warning no longer counts.
+    viewed_since = facts(usage_last_accessed=ago(190))
+    assert decide(viewed_since, POLICY, Context(now=NOW, warnings={"10": ago(300)})).kind == "warn"
+
+
+def test_unexpired_keep_protects_and_expired_keep_does_not() -> None:
+    inactive = facts(usage_last_accessed=ago(400))
+    kept = decide(inactive, POLICY, Context(now=NOW, warnings=WARNED, keeps={"10": (NOW + timedelta(days=1), "QBR")}))
+    assert kept.kind == "skip" and "kept by its owner" in kept.reason and "QBR" in kept.reason
+    expired = Context(now=NOW, warnings=WARNED, keeps={"10": (NOW - timedelta(days=1), "QBR")})
+    assert decide(inactive, POLICY, expired).kind == "soft_delete"
 
 
 def test_young_dashboard_never_viewed_is_kept() -> None:
@@ -63,6 +91,8 @@ def test_warning_window() -> None:
     [
         ({"id": "model::dash"}, POLICY, "LookML"),
         ({"schedule_total": 3}, POLICY, "scheduled"),
+        ({"schedules": 1}, POLICY, "enabled schedule"),
+        ({"alerts": 2}, POLICY, "enabled alert"),
         ({"favorite_count": 2}, POLICY, "favorited"),
         ({"public_total": 9}, POLICY, "public"),
         ({}, Policy(allow_dashboard_ids=("10",)), "allow-listed"),
@@ -76,12 +106,13 @@ def test_exclusions_are_reported_with_reason(fields: dict[str, object], policy: 
 
 def test_exclusion_switches_off() -> None:
     policy = Policy(exclude_scheduled=False, exclude_favorited=False, exclude_public=False)
-    d = decide(facts(usage_last_accessed=ago(400), schedule_total=1, favorite_count=1, public_total=1), policy, CTX)
+    f = facts(usage_last_accessed=ago(400), schedule_total=1, schedules=1, alerts=1, favorite_count=1, public_total=1)
+    d = decide(f, policy, CTX)
     assert d.kind == "soft_delete"
 
 
 def test_owner_email_allow_list() -> None:
-    ctx = Context(now=NOW, owner_emails={"2": "alice@example.com"})
+    ctx = Context(now=NOW, owner_emails={"2": "alice@example.com"}, warnings=WARNED)
     d = decide(facts(usage_last_accessed=ago(400)), Policy(allow_owners=("alice@example.com",)), ctx)
     assert d.kind == "skip" and "alice@example.com" in d.reason
 
@@ -95,7 +126,7 @@ def test_protected_folder_by_id_and_path_includes_subfolders() -> None:
             {"id": "5", "name": "Sales", "parent_id": "1"},
         ]
     )
-    ctx = Context(now=NOW, folder_chain=chains)
+    ctx = Context(now=NOW, folder_chain=chains, warnings=WARNED)
     inactive = {"usage_last_accessed": ago(400)}
     by_path = Policy(protected_folder_paths=("Shared/Finance",))
     assert decide(facts(folder_id="7", **inactive), by_path, ctx).kind == "skip"
@@ -105,19 +136,22 @@ def test_protected_folder_by_id_and_path_includes_subfolders() -> None:
     assert d.kind == "skip" and "Shared/Finance" in d.reason
 
 
-def test_purge_only_guardian_trashed_after_purge_days() -> None:
-    ctx = Context(now=NOW, guardian_trashed=frozenset({"10"}))
-    assert decide(facts(deleted=True, deleted_at=ago(181)), POLICY, ctx).kind == "purge"
-    assert decide(facts(deleted=True, deleted_at=ago(100)), POLICY, ctx).kind == "keep"
-    by_person = decide(facts(id="11", deleted=True, deleted_at=ago(300), deleter_id="3"), POLICY, ctx)
-    assert by_person.kind == "skip" and "by a person" in by_person.reason
-    assert decide(facts(id="11", deleted=True, deleted_at=ago(300)), Policy(purge_human_trashed=True), ctx).kind == (
-        "purge"
-    )
-    by_api_user = Context(now=NOW, guardian_user_id="1")
-    assert decide(facts(id="12", deleted=True, deleted_at=ago(300), deleter_id="1"), POLICY, by_api_user).kind == (
-        "purge"
-    )
+def test_purge_only_the_very_trash_the_guardian_made() -> None:
+    ctx = Context(now=NOW, guardian_user_id="1", guardian_trashes={"10": ago(181), "12": ago(400)})
+    ours = facts(deleted=True, deleted_at=ago(181), deleter_id="1")
+    assert decide(ours, POLICY, ctx).kind == "purge"
+    assert decide(facts(deleted=True, deleted_at=ago(100), deleter_id="1"), POLICY, ctx).kind == "keep"
+    # Restored by a person, then trashed again by them: other deleter, other deleted_at.
+    retrashed = decide(facts(deleted=True, deleted_at=ago(300), deleter_id="3"), POLICY, ctx)
+    assert retrashed.kind == "skip" and "by a person" in retrashed.reason
+    # The guardian's API user, but not a trash the guardian recorded (a person using the API key).
+    unrecorded = decide(facts(id="11", deleted=True, deleted_at=ago(300), deleter_id="1"), POLICY, ctx)
+    assert unrecorded.kind == "skip"
+    # Recorded, but deleted_at moved (restored and re-trashed through the same API user).
+    moved = decide(facts(id="12", deleted=True, deleted_at=ago(200), deleter_id="1"), POLICY, ctx)
+    assert moved.kind == "skip"
+    human = facts(id="11", deleted=True, deleted_at=ago(300), deleter_id="3")
+    assert decide(human, Policy(purge_human_trashed=True), ctx).kind == "purge"
 
 
 def test_facts_json_round_trip() -> None:

@@ -3,8 +3,10 @@
 Speaks: ``POST /login`` (form body, expiring tokens), ``GET /user``, ``GET /users``,
 ``GET /folders``, ``GET /dashboards`` (DashboardBase), ``GET /dashboards/search`` (paging,
 ``fields``, ``deleted`` and other filters), ``GET/PATCH/DELETE /dashboards/{id}``,
-``GET /dashboards/lookml/{id}``, ``POST /dashboards/lookml`` and
-``POST /queries/run/json`` for the ``system__activity`` model's ``content_usage`` view.
+``GET /dashboards/lookml/{id}``, ``POST /dashboards/lookml``, ``GET /scheduled_plans``,
+``GET /scheduled_plans/dashboard/{id}``, ``POST /scheduled_plans``, ``GET /alerts/search``,
+``POST /alerts`` and ``POST /queries/run/json`` for the ``system__activity`` model's
+``content_usage`` view. Time comes from the state's clock, so a simulation can move it.
 Responses follow the shapes of the published 4.0 spec (a test validates them).
 
 Fault injection for reliability tests and demos: a fixed latency per request, and rules that
@@ -23,7 +25,6 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -136,6 +137,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
     app.state.config = cfg
 
     def route_key(method: str, path: str) -> str:
+        path = re.sub(r"/scheduled_plans/dashboard/[^/]+$", "/scheduled_plans/dashboard/{id}", path)
         path = re.sub(r"/dashboards/(?!search$|lookml$)[^/]+$", "/dashboards/{id}", path)
         path = re.sub(r"/dashboards/lookml/[^/]+$", "/dashboards/lookml/{id}", path)
         return f"{method} {path}"
@@ -271,7 +273,9 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         q = request.query_params
         deleted = q.get("deleted")
         want_deleted = deleted is not None and deleted.lower() == "true"
-        rows = [d for d in state.dashboards.values() if bool(d["deleted"]) == want_deleted]
+        # Spec, search_dashboards: "does not return LookML dashboard objects" -- they
+        # come from the LookML project (lookml_dashboard_id), never from the dashboard search.
+        rows = [d for d in state.dashboards.values() if bool(d["deleted"]) == want_deleted and "::" not in str(d["id"])]
         for name in ("id", "folder_id", "user_id", "slug", "content_metadata_id"):
             if q.get(name):
                 wanted = set(q[name].split(","))
@@ -295,15 +299,20 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
             return _error(404, "Not found")
         if "::" in dashboard_id:
             return _error(400, "LookML dashboards are defined in LookML already; export UDDs only")
-        return _json({"dashboard_id": dashboard_id, "lookml": state.lookml_of(dash)})
+        lookml = state.lookml_export.get(dashboard_id, state.lookml_of(dash))
+        return _json({"dashboard_id": dashboard_id, "folder_id": dash.get("folder_id"), "lookml": lookml})
 
     @app.post(PREFIX + "/dashboards/lookml")
     async def import_dashboard_from_lookml(request: Request) -> Response:
+        # Spec, import_dashboard_from_lookml: a live dashboard whose slug is the YAML's
+        # preferred_slug is overwritten (its alerts are not maintained; with a folder_id it is
+        # moved there); otherwise a new dashboard is made, in folder_id or, without one, in the
+        # caller's personal folder.
         body = await request.json()
         lookml = body.get("lookml") or ""
         folder_id = body.get("folder_id")
         match = re.search(r"^\s*title:\s*(.+)$", lookml, re.MULTILINE)
-        if not match or folder_id not in state.folders:
+        if not match or (folder_id is not None and folder_id not in state.folders):
             return _json(
                 {
                     "message": "Validation Failed",
@@ -319,16 +328,45 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 },
                 422,
             )
-        elements = len(re.findall(r"^\s*- title:", lookml, re.MULTILINE))
-        dash = state.add_dashboard(
-            title=match.group(1).strip(),
-            user_id=request.state.user_id,
-            folder_id=folder_id,
-            created_at=datetime.now(UTC),
-            elements=elements,
-        )
-        writes["POST /dashboards/lookml"] += 1
-        return _json(dash)
+        title = _yaml_scalar(match.group(1))
+        titles = [_yaml_scalar(t) for t in re.findall(r"^\s*- title:\s*(.+)$", lookml, re.MULTILINE)]
+        slug_match = re.search(r"^\s*preferred_slug:\s*(\S+)\s*$", lookml, re.MULTILINE)
+        slug = slug_match.group(1) if slug_match else None
+        with state.lock:
+            live = next(
+                (d for d in state.dashboards.values() if slug and d.get("slug") == slug and not d["deleted"]), None
+            )
+            if live is not None:
+                dash_id = str(live["id"])
+                old_elements = {str(e["id"]) for e in live.get("dashboard_elements") or []}
+                for alert_id in [
+                    a for a, al in state.alerts.items() if str(al["dashboard_element_id"]) in old_elements
+                ]:
+                    del state.alerts[alert_id]
+                live["title"] = title
+                live["dashboard_elements"] = [
+                    {"id": f"{dash_id}-e{i}", "dashboard_id": dash_id, "title": t, "type": "vis"}
+                    for i, t in enumerate(titles)
+                ]
+                if folder_id is not None:
+                    live["folder_id"] = folder_id
+                    live["folder"] = state.folder_base(folder_id)
+                live["updated_at"] = iso(state.now())
+                dash = live
+            else:
+                dash = state.add_dashboard(
+                    title=title,
+                    user_id=request.state.user_id,
+                    folder_id=folder_id if folder_id is not None else state.personal_folder(request.state.user_id),
+                    created_at=state.now(),
+                    elements=len(titles),
+                )
+                for element, t in zip(dash["dashboard_elements"], titles, strict=False):
+                    element["title"] = t
+                if slug and not any(d.get("slug") == slug for d in state.dashboards.values()):
+                    dash["slug"] = slug
+            writes["POST /dashboards/lookml"] += 1
+            return _json(dash)
 
     @app.get(PREFIX + "/dashboards/{dashboard_id}")
     async def dashboard(dashboard_id: str, request: Request) -> Response:
@@ -355,9 +393,9 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 dash["folder"] = state.folder_base(body["folder_id"])
             if "deleted" in body and bool(body["deleted"]) != bool(dash["deleted"]):
                 dash["deleted"] = bool(body["deleted"])
-                dash["deleted_at"] = iso(datetime.now(UTC)) if dash["deleted"] else None
+                dash["deleted_at"] = iso(state.now()) if dash["deleted"] else None
                 dash["deleter_id"] = request.state.user_id if dash["deleted"] else None
-            dash["updated_at"] = iso(datetime.now(UTC))
+            dash["updated_at"] = iso(state.now())
             dash["last_updater_id"] = request.state.user_id
             writes[f"PATCH /dashboards/{dashboard_id}"] += 1
             return _json(dash)
@@ -369,10 +407,95 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 return _error(404, "Not found")
             if "::" in dashboard_id:
                 return _error(405, "LookML dashboards cannot be deleted through the API")
-            del state.dashboards[dashboard_id]
+            dash = state.dashboards.pop(dashboard_id)
             state.usage.pop(dashboard_id, None)
+            # A permanently deleted dashboard takes its schedules and its tiles' alerts with it.
+            elements = {str(e["id"]) for e in dash.get("dashboard_elements") or []}
+            for plan_id in [p for p, plan in state.scheduled_plans.items() if plan.get("dashboard_id") == dashboard_id]:
+                del state.scheduled_plans[plan_id]
+            for alert_id in [a for a, al in state.alerts.items() if str(al["dashboard_element_id"]) in elements]:
+                del state.alerts[alert_id]
             writes[f"DELETE /dashboards/{dashboard_id}"] += 1
         return Response(status_code=204)
+
+    # -- schedules and alerts ----------------------------------------------------------
+    def _plans_for(request: Request, plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Spec, all_scheduled_plans / scheduled_plans_for_dashboard: the caller's plans unless
+        # user_id is given, every user's with all_users=true.
+        q = request.query_params
+        if (q.get("all_users") or "").lower() == "true":
+            return plans
+        owner = q.get("user_id") or request.state.user_id
+        return [p for p in plans if str(p["user_id"]) == str(owner)]
+
+    @app.get(PREFIX + "/scheduled_plans")
+    async def all_scheduled_plans(request: Request) -> Response:
+        plans = _plans_for(request, list(state.scheduled_plans.values()))
+        return _json(select(plans, parse_fields(request.query_params.get("fields"))))
+
+    @app.get(PREFIX + "/scheduled_plans/dashboard/{dashboard_id}")
+    async def scheduled_plans_for_dashboard(dashboard_id: str, request: Request) -> Response:
+        plans = [p for p in state.scheduled_plans.values() if p.get("dashboard_id") == dashboard_id]
+        return _json(select(_plans_for(request, plans), parse_fields(request.query_params.get("fields"))))
+
+    @app.post(PREFIX + "/scheduled_plans")
+    async def create_scheduled_plan(request: Request) -> Response:
+        # Spec, create_scheduled_plan: name, a target (dashboard_id / look_id ...), crontab or
+        # datagroup, and at least one destination are required; else 422.
+        body = await request.json()
+        target = body.get("dashboard_id") or body.get("look_id") or body.get("lookml_dashboard_id")
+        missing = [
+            name
+            for name, ok in (
+                ("name", body.get("name")),
+                ("dashboard_id", target),
+                ("crontab", body.get("crontab") or body.get("datagroup")),
+                ("scheduled_plan_destination", body.get("scheduled_plan_destination")),
+            )
+            if not ok
+        ]
+        if missing or (body.get("dashboard_id") and body["dashboard_id"] not in state.dashboards):
+            return _validation_error(missing or ["dashboard_id"])
+        plan = state.add_schedule(
+            body.get("dashboard_id"),
+            str(body.get("user_id") or request.state.user_id),
+            enabled=bool(body.get("enabled", True)),
+            look_id=body.get("look_id"),
+        )
+        for key in ("name", "crontab", "timezone", "scheduled_plan_destination", "filters_string"):
+            if body.get(key) is not None:
+                plan[key] = body[key]
+        writes["POST /scheduled_plans"] += 1
+        return _json(plan)
+
+    @app.get(PREFIX + "/alerts/search")
+    async def search_alerts(request: Request) -> Response:
+        # Spec, search_alerts: the caller's alerts; all_owners=true (admin) returns every owner's.
+        q = request.query_params
+        alerts = sorted(state.alerts.values(), key=lambda a: int(a["id"]))
+        if (q.get("all_owners") or "").lower() != "true":
+            alerts = [a for a in alerts if str(a["owner_id"]) == str(request.state.user_id)]
+        if q.get("disabled") is not None:
+            alerts = [a for a in alerts if bool(a["is_disabled"]) == (q["disabled"].lower() == "true")]
+        offset = int(q.get("offset") or 0)
+        limit = int(q["limit"]) if q.get("limit") else None
+        page = alerts[offset : offset + limit] if limit is not None else alerts[offset:]
+        return _json(select(page, parse_fields(q.get("fields"))))
+
+    @app.post(PREFIX + "/alerts")
+    async def create_alert(request: Request) -> Response:
+        # Spec, create_alert: field, destinations, comparison_type, threshold and cron are required.
+        body = await request.json()
+        missing = [k for k in ("field", "destinations", "comparison_type", "threshold", "cron") if body.get(k) is None]
+        element = str(body.get("dashboard_element_id") or "")
+        if missing or not element or state.element_dashboard(element) is None:
+            return _validation_error(missing or ["dashboard_element_id"])
+        alert = state.add_alert(element, str(body.get("owner_id") or request.state.user_id))
+        for key in ("comparison_type", "cron", "destinations", "field", "threshold", "custom_title", "is_disabled"):
+            if body.get(key) is not None:
+                alert[key] = body[key]
+        writes["POST /alerts"] += 1
+        return _json(alert)
 
     # -- System Activity -------------------------------------------------------------
     @app.post(PREFIX + "/queries/run/{result_format}")
@@ -388,7 +511,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         filters = body.get("filters") or {}
         kind = filters.get("content_usage.content_type", "dashboard")
         rows = []
-        now = datetime.now(UTC)
+        now = state.now()
         for dash_id, usage in state.usage.items():
             if kind != "dashboard":
                 continue
@@ -410,6 +533,30 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         return Response(json.dumps(rows), media_type="application/json")
 
     return app
+
+
+def _validation_error(fields: list[str]) -> Response:
+    return _json(
+        {
+            "message": "Validation Failed",
+            "errors": [
+                {"field": f, "code": "missing", "message": f"{f} is required", "documentation_url": DOC_URL}
+                for f in fields
+            ],
+            "documentation_url": DOC_URL,
+        },
+        422,
+    )
+
+
+def _yaml_scalar(text: str) -> str:
+    text = text.strip()
+    if text.startswith('"'):
+        try:
+            return str(json.loads(text))
+        except ValueError:
+            return text.strip('"')
+    return text
 
 
 def _id_key(dash: dict[str, Any]) -> tuple[int, str]:

@@ -6,8 +6,10 @@ sandbox-only usage counters that feed the ``system__activity`` ``content_usage``
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,8 +40,14 @@ class LookerState:
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage: dict[str, Usage] = field(default_factory=dict)
-    lookml_extra: dict[str, str] = field(default_factory=dict)
+    lookml_export: dict[str, str] = field(default_factory=dict)
+    """Dashboards whose LookML export differs from their JSON (a lossy export), by id."""
+    scheduled_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The instance's time (a simulation moves it month by month)."""
     next_id: int = 1
+    next_other_id: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock)
     clients: dict[str, tuple[str, str]] = field(
         # The guardian's API key, and one of a person (Bob, user 3) for "changed by hand" scenarios.
@@ -149,6 +157,88 @@ class LookerState:
             self.usage[dashboard_id] = Usage(seen, schedule_total, public_total)
             return dash
 
+    def now(self) -> datetime:
+        """The instance's current time."""
+        return self.clock()
+
+    def _other_id(self) -> str:
+        with self.lock:
+            ident = str(self.next_other_id)
+            self.next_other_id += 1
+            return ident
+
+    def personal_folder(self, user_id: str) -> str:
+        """The user's personal folder under Users (created on first use, as Looker does)."""
+        with self.lock:
+            for folder in self.folders.values():
+                if folder.get("is_personal") and str(folder.get("creator_id")) == user_id:
+                    return str(folder["id"])
+            users_root = next((f["id"] for f in self.folders.values() if f.get("is_users_root")), None)
+            folder_id = f"p{user_id}"
+            name = str(self.users.get(user_id, {}).get("display_name") or f"user {user_id}")
+            folder = self.add_folder(folder_id, name, users_root)
+            folder.update(is_personal=True, creator_id=user_id)
+            return folder_id
+
+    def add_schedule(
+        self, dashboard_id: str | None, user_id: str, *, enabled: bool = True, look_id: str | None = None
+    ) -> dict[str, Any]:
+        """A scheduled plan (``ScheduledPlan`` in the 4.0 spec) delivering a dashboard or Look by email."""
+        plan_id = self._other_id()
+        user = self.users.get(user_id, {})
+        plan = {
+            "id": plan_id,
+            "name": f"Delivery {plan_id}",
+            "user_id": user_id,
+            "run_as_recipient": False,
+            "enabled": enabled,
+            "dashboard_id": dashboard_id,
+            "look_id": look_id,
+            "lookml_dashboard_id": None,
+            "crontab": "0 6 * * 1",
+            "timezone": "UTC",
+            "require_results": False,
+            "require_no_results": False,
+            "require_change": False,
+            "send_all_results": False,
+            "include_links": False,
+            "scheduled_plan_destination": [
+                {"format": "wysiwyg_pdf", "type": "email", "address": user.get("email") or "nobody@example.com"}
+            ],
+            "created_at": iso(self.now()),
+            "updated_at": iso(self.now()),
+            "user": {"id": user_id, "display_name": user.get("display_name")},
+        }
+        self.scheduled_plans[plan_id] = plan
+        return plan
+
+    def add_alert(self, dashboard_element_id: str, owner_id: str, *, disabled: bool = False) -> dict[str, Any]:
+        """An alert (``Alert`` in the 4.0 spec) on a dashboard tile."""
+        alert_id = self._other_id()
+        alert = {
+            "id": alert_id,
+            "comparison_type": "GREATER_THAN",
+            "cron": "0 5 * * *",
+            "destinations": [{"destination_type": "EMAIL", "email_address": "alerts@example.com"}],
+            "field": {"title": "Orders Count", "name": "orders.count"},
+            "owner_id": owner_id,
+            "owner_display_name": self.users.get(owner_id, {}).get("display_name"),
+            "threshold": 100.0,
+            "dashboard_element_id": dashboard_element_id,
+            "is_disabled": disabled,
+            "is_public": False,
+            "custom_title": f"Alert {alert_id}",
+        }
+        self.alerts[alert_id] = alert
+        return alert
+
+    def element_dashboard(self, element_id: str) -> str | None:
+        """The dashboard a tile belongs to."""
+        for dash in self.dashboards.values():
+            if any(str(e["id"]) == str(element_id) for e in dash.get("dashboard_elements") or []):
+                return str(dash["id"])
+        return None
+
     # -- queries ------------------------------------------------------------------------
     def folder_path(self, folder_id: str | None) -> str:
         """'Shared/Finance/Archive' style path of a folder."""
@@ -162,21 +252,28 @@ class LookerState:
 
     def lookml_of(self, dash: dict[str, Any]) -> str:
         """A LookML rendering of a dashboard (what ``GET /dashboards/lookml/{id}`` returns)."""
+        # Looker's export names the dashboard by its slug and carries it as preferred_slug
+        # (Looker docs, "Dashboard LookML": an import with that slug overwrites the live dashboard).
         lines = [
             f"- dashboard: {dash['slug']}",
-            f"  title: {dash['title']}",
+            f"  title: {json.dumps(dash['title'])}",
             "  layout: newspaper",
             "  preferred_viewer: dashboards-next",
-            f"  description: {dash.get('description') or ''}",
+            f"  description: {json.dumps(dash.get('description') or '')}",
+            f"  preferred_slug: {dash['slug']}",
             "  elements:",
         ]
         for element in dash.get("dashboard_elements") or []:
-            lines += [f"  - title: {element['title']}", f"    name: {element['id']}", "    type: looker_column"]
+            lines += [
+                f"  - title: {json.dumps(element['title'])}",
+                f"    name: {json.dumps(str(element['id']))}",
+                "    type: looker_column",
+            ]
         return "\n".join(lines) + "\n"
 
     def view(self, dashboard_id: str, when: datetime | None = None) -> None:
         """Someone opened the dashboard (tests and demo)."""
-        when = when or datetime.now(UTC)
+        when = when or self.now()
         with self.lock:
             dash = self.dashboards[dashboard_id]
             dash["last_accessed_at"] = dash["last_viewed_at"] = iso(when)
