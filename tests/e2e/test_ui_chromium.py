@@ -35,17 +35,21 @@ def looker_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.stop()
 
 
-def _demo_data() -> None:
+def _demo_data(looker_state: Any) -> None:
     from guardian.airflow.callbacks import alert
     from guardian.looker import service as looker_service
     from guardian.monitoring.health import RunRecord, TaskUsage, record_task_usage
     from guardian.monitoring.service import run_health_check
     from guardian.quality.results import CheckResult, save_results
+    from guardian.sandbox.looker.history import seed_history
     from guardian.settings import load_settings
     from guardian.store import get_store
 
     settings = load_settings()
     store = get_store(settings)
+    # The instance's history: the guardian's earlier trashes and a warning past WARNING_DAYS, so the
+    # first plan may trash (a dashboard is trashed only after its owner was warned).
+    seed_history(settings, store, looker_state)
     plan = looker_service.plan(settings, actor="cli:e2e")
     looker_service.apply(settings, plan.id, mode="apply", actor="cli:e2e")
 
@@ -137,7 +141,7 @@ def test_pages_and_restore_flow_in_chromium(
     from guardian.web.app import create_app
 
     _users(monkeypatch)
-    _demo_data()
+    _demo_data(looker_sandbox.state)
     server = live_server(create_app(load_settings()))
     base = server.url
     # Anonymous: the login page, and a wrong password stays there.
@@ -229,7 +233,7 @@ def test_a_viewer_cannot_restore_and_a_logged_out_cookie_is_dead_in_chromium(
     from guardian.web.app import create_app
 
     _users(monkeypatch)
-    _demo_data()
+    _demo_data(looker_sandbox.state)
     base = live_server(create_app(load_settings())).url
     _login(browser, base, lambda *_: None, user="viewer")
     assert looker_sandbox.state.dashboards["4"]["deleted"] is True

@@ -99,6 +99,7 @@ def route_permission(route: APIRoute) -> auth.Permission | None:
 
 Reader = Annotated[auth.Principal, Depends(require(auth.Permission.READ))]
 Restorer = Annotated[auth.Principal, Depends(require(auth.Permission.RESTORE))]
+Approver = Annotated[auth.Principal, Depends(require(auth.Permission.APPROVE))]
 PUBLIC_ROUTES = {"/login", "/logout", "/healthz", "/metrics", "/api/openapi.json", "/api/docs"}
 """Routes that answer without a login (/metrics has its own bearer token)."""
 
@@ -352,17 +353,16 @@ def create_app(
     @app.post("/looker/keep", response_class=HTMLResponse, include_in_schema=False)
     def looker_keep(
         request: Request,
-        user: PageUser,
+        user: Approver,
         dashboard_id: Annotated[str, Form()],
         until: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
-        csrf: Annotated[str, Form()] = "",
     ) -> Response:
         from guardian.web import looker_view
 
-        if not auth.csrf_ok(request, csrf):
-            raise HTTPException(status_code=403, detail="stale form: reload the page")
-        request.session["flash"] = looker_view.keep(settings, store(), user, dashboard_id, until, reason, audit_web)
+        request.session["flash"] = looker_view.keep(
+            settings, store(), user.name, dashboard_id, until, reason, audit_web
+        )
         return RedirectResponse(f"{request.scope.get('root_path', '')}/looker", status_code=303)
 
     @app.get("/sheets", response_class=HTMLResponse, include_in_schema=False)

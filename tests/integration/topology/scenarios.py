@@ -235,8 +235,14 @@ def looker_trash_survives_worker_kill_and_restores(topology: Any, boxes: Sandbox
     sandbox = boxes.looker
     # Each trash takes 1.5 s, so the kill lands in the middle of the batch.
     sandbox.set_faults(FaultRule(method="PATCH", path=r"^/dashboards/\d+$", delay_ms=1500))
+    # The instance's history (the guardian's earlier trashes, owners warned past WARNING_DAYS), so
+    # this first run may trash; the person triggering is the approval (skip_approval).
+    from guardian.sandbox.looker.history import seed_history
+
+    settings = settings_of(topology, boxes)
+    seed_history(settings, get_store(settings), sandbox.state)
     topology.api.wait_dag("looker_dashboard_deletion")
-    run_id = topology.api.trigger("looker_dashboard_deletion", {"mode": "apply"})
+    run_id = topology.api.trigger("looker_dashboard_deletion", {"mode": "apply", "skip_approval": True})
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not any(k.startswith("PATCH") for k in sandbox.writes):
         time.sleep(0.2)
