@@ -175,13 +175,13 @@ def test_pages_and_restore_flow_in_chromium(
     assert "+ discount" in drift and "- promo" in drift and "~ revenue: decimal → float" in drift
     screenshot(browser, "06_quality")
 
-    for nav, shot, expected in (
-        ("sheets", "04_sheets", "ana@example.com"),
-        ("sales", "05_sales", "12 GiB over the 10 GiB limit"),
+    for nav, shot, table, expected in (
+        ("sheets", "04_sheets", "service-table", "ana@example.com"),
+        ("sales", "05_sales", "sales-runs", "12 GiB over the 10 GiB limit"),
     ):
         browser.find_element(By.CSS_SELECTOR, f"a[data-nav={nav}]").click()
         WebDriverWait(browser, 20).until(ec.url_contains(f"/{nav}"))
-        assert expected in find(browser, "service-table").text
+        assert expected in find(browser, table).text
         screenshot(browser, shot)
 
     # Looker: the applied plan, trashed and purged dashboards, backups, then restore #4.
