@@ -26,14 +26,21 @@ def poll(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the poll summary as JSON.")] = False,
 ) -> None:
-    """Run one poll outside Airflow: requests are recorded in the ledger and printed, not triggered."""
+    """Run one poll outside Airflow: requests are recorded and printed, not triggered.
+
+    Run states come from GUARDIAN_MONITORING__AIRFLOW_API_URL or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when set.
+    """
+    import os
+
     from guardian.sheets.client import SheetsClient
     from guardian.sheets.poll import run_poll
+    from guardian.sheets.runs import from_environment
     from guardian.store import get_store
 
     settings = _settings()
     store = get_store(settings)
-    result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings), dry_run=dry_run)
+    runs = from_environment(settings, dict(os.environ))
+    result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings), runs=runs, dry_run=dry_run)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
         return
@@ -44,6 +51,8 @@ def poll(
     )
     for number, reason in result.invalid:
         console.print(f"  row {number}: invalid: {reason}", highlight=False)
+    for number, reason in result.waiting:
+        console.print(f"  row {number}: {reason}", highlight=False)
     for number, reason in result.skipped_writes:
         console.print(f"  row {number}: not written: {reason}", highlight=False)
     if result.to_trigger:
