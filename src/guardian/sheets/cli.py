@@ -69,6 +69,25 @@ def poll(
         )
 
 
+@app.command("setup")
+def setup_sheet() -> None:
+    """Make the control sheet hard to misuse: Status dropdown, guardian columns protected (warning), header notes.
+
+    Idempotent and safe on a sheet in use: no value is changed.
+    """
+    from guardian.sheets.client import SheetsClient
+    from guardian.sheets.setup import setup
+
+    settings = _settings()
+    result = setup(settings, SheetsClient.from_settings(settings))
+    console.print(
+        f"{result.spreadsheet_id} {result.tab}: Status dropdown set, header notes set, "
+        f"{len(result.protected_added)} guardian column(s) newly protected "
+        f"({', '.join(result.protected_added) or 'already protected'})",
+        highlight=False,
+    )
+
+
 @app.command("requests")
 def requests(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N requests.")] = 50,
