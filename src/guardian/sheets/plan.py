@@ -363,7 +363,11 @@ def plan_rows(
         if req is None:
             continue
         if row.status not in GUARDIAN_STATUSES:
-            continue  # a person wrote something of their own in Status: theirs, never overwritten
+            # A person wrote something of their own in Status: theirs, never overwritten. A request the
+            # guardian had not yet confirmed on this row is dropped: the person took the row back first.
+            if req.status == ledger.ACCEPTED and not req.tagged:
+                owner.pop(req.request_id, None)
+            continue
         cells = cells_for(req, ui_base_url, stamp)
         if _shows(row, cells):
             plan.seen.append(req.request_id)

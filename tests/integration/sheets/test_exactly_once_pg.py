@@ -96,6 +96,7 @@ class PeopleAndPolls(RuleBasedStateMachine):
         self.asking: dict[str, str] = {}  # label -> email of the `run` the guardian has not taken yet
         self.vanished: list[dict[str, Any]] = []  # runs deleted from Airflow by hand
         self.n = 0
+        self.labels = 0
 
     # -- helpers -----------------------------------------------------------------------------
     def _grid(self) -> list[list[Any]]:
@@ -139,7 +140,8 @@ class PeopleAndPolls(RuleBasedStateMachine):
     # -- people --------------------------------------------------------------------------------
     @rule(brand=st.sampled_from(["X", "Y", "Z", "NOVA"]), dag=st.sampled_from(TARGETS), day=st.integers(1, 20))
     def add_row(self, brand: str, dag: str, day: int) -> None:
-        label = f"r{len(self.rows) + len(self.typings) + 1}"
+        self.labels += 1
+        label = f"r{self.labels}"
         email = self._new_email(label)
         cells = ["VN", brand, f"2025-05-{day:02d}", "2025-05-28", dag, email, "run", "", "", "", label]
         at = len(self._grid()) + 1
@@ -220,15 +222,30 @@ class PeopleAndPolls(RuleBasedStateMachine):
         self._poll(kill_at, after)
 
     @precondition(lambda self: self.rows)
-    @rule(data=st.data(), brand=st.sampled_from(["X", "Y", "NOVA"]))
-    def poll_with_edit_right_after_the_read(self, data: st.DataObject, brand: str) -> None:
+    @rule(data=st.data(), what=st.sampled_from(["brand", "retype", "own status"]))
+    def poll_with_a_person_acting_right_after_the_read(self, data: st.DataObject, what: str) -> None:
         label = data.draw(st.sampled_from(self._labels()))
+
+        def act() -> None:
+            if label not in self.rows or self._index(label) is None:
+                return
+            if what == "brand":
+                self._type(label, 1, "NOVA" if self.rows[label][1] != "NOVA" else "X")
+            elif what == "retype":
+                email = self._new_email(label)
+                self._type(label, 5, email)
+                self._type(label, 6, "run")
+                self.asking[label] = email
+                self.mine.pop(label, None)
+            else:
+                self._type(label, 6, "on hold")
+                self.mine[label] = "on hold"
+                self.asking.pop(label, None)
 
         def hook(method: str) -> None:
             if method == "spreadsheets.get" and hook in self.state.hooks:
                 self.state.hooks.remove(hook)
-                if label in self.rows and self._index(label) is not None:
-                    self._type(label, 1, brand)
+                act()
 
         self.state.hooks.append(hook)
         try:
