@@ -587,9 +587,13 @@ def reconcile(settings: Settings, store: Store, sid: str, runs: RunSource | None
             states = runs.states(wanted, since)
             if any(r.handed_at is not None and r.dag_run_id not in states for r in open_requests):
                 dag_ids = runs.dag_ids()
-        except GuardianError as exc:
-            # Airflow unreachable this poll: statuses wait, the sheet is still served.
-            log.warning("sheets: Airflow run states unavailable (%s); statuses not refreshed this poll", exc)
+        except Exception as exc:  # the run source is another system: any failure of it must not stop the poll
+            # Airflow (API or metadata DB) unreachable this poll: statuses wait, the sheet is still served.
+            log.warning(
+                "sheets: Airflow run states unavailable (%s: %s); statuses not refreshed this poll",
+                type(exc).__name__,
+                mask(str(exc)),
+            )
             states = None
     changes = planning.reconcile(
         open_requests,
