@@ -9,27 +9,30 @@ import pendulum
 from airflow.providers.common.compat.sdk import TriggerRule, dag, task
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
-from guardian.airflow import dagkit
+from guardian.airflow import dagkit, sheets
 from guardian.airflow.dagkit import Tag
 
 DOC = """
 ### google_sheet_trigger_dag (every 5 minutes)
 
-Reads the control sheet (`GUARDIAN_SHEETS__SPREADSHEET_ID`, `GUARDIAN_SHEETS__RANGE`) with ONE
-`values.get`; each row whose Status is `run` is validated and recorded once in the request ledger,
-its status goes back in ONE `values.batchUpdate` (RAW), and `trigger` starts the target DAG
-(default `bigquery_sales_query`) with the request's deterministic run id `sheets__<request id>`.
-An unchanged sheet with nothing in flight costs one call and stops there.
+First brings open requests up to date with their Airflow runs, then reads the control sheet
+(`GUARDIAN_SHEETS__SPREADSHEET_ID`, `GUARDIAN_SHEETS__RANGE`) with ONE `spreadsheets.get` (values and
+each row's developer-metadata tag). Each `run` row is validated and recorded once in the request
+ledger, tagged, and its status written back by tag (`values.batchUpdateByDataFilter`), never by row
+number. `trigger` starts the target DAG with the request's deterministic run id `sheets__<request id>`;
+`confirm` (all done) reads each request's run back from Airflow. A settled sheet costs one call.
 
-Row lifecycle: `run` (typed) -> `queued` -> `running` -> `completed` / `failed`; `invalid` with the reason.
+Row lifecycle: `run` (typed) -> `queued` -> `running` -> `completed` / `failed`; `invalid` or `waiting`
+with the reason. docs/services/sheets.md shows what a business user sees.
 
 **Triage**
 - `poll` fails with *no header row*: the tab lost its Country / Brand / Status header; fix the sheet.
 - `poll` fails with *HTTP 403/404*: the sheet is not shared with the service account of
   `google_cloud_default`, or the spreadsheet id is wrong. One alert is sent until it recovers.
-- `trigger` fails: the target DAG is missing or broken; fix it and the next poll re-triggers the
-  accepted requests (their run ids are fixed, so nothing runs twice). `skipped` means the run already existed.
-- A row stays `queued`: check `guardian sheets requests` and the target DAG's run `sheets__<id>`.
+- `trigger` fails for one request: the target DAG is missing or broken. That request alone is retried
+  by the next polls (its run id is fixed, so nothing runs twice); after GUARDIAN_SHEETS__MAX_TRIGGER_ATTEMPTS
+  its row shows `failed` with the reason. The DAG run itself stays green. `skipped`: the run already existed.
+- A row stays `queued`: check `guardian sheets requests` and docs/runbooks/sheet-request-stuck.md.
 """
 
 
@@ -43,16 +46,15 @@ Row lifecycle: `run` (typed) -> `queued` -> `running` -> `completed` / `failed`;
     doc_md=DOC,
     tags=[Tag.GUARDIAN, Tag.SHEETS, Tag.TRIGGER],
     default_args=dagkit.default_args(retries=2, retry_delay_minutes=0.5),
-    on_failure_callback=dagkit.on_failure,
+    # A failed poll is reported by the deduplicated Sheets alert only; other failures by the generic one.
+    on_failure_callback=sheets.on_dag_failure,
 )
 def google_sheet_trigger_dag() -> None:
     """Poll the control sheet, trigger each accepted request once, confirm."""
 
     # Bounded below the 5-minute schedule: a hung poll must not hold the single active run.
-    @task(execution_timeout=timedelta(minutes=4))
+    @task(execution_timeout=timedelta(minutes=4), on_failure_callback=sheets.on_poll_failure)
     def poll() -> list[dict[str, object]]:
-        from guardian.airflow import sheets
-
         return sheets.poll()
 
     requests = poll()
@@ -63,13 +65,12 @@ def google_sheet_trigger_dag() -> None:
         skip_when_already_exists=True,
     ).expand_kwargs(requests)
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def confirm(accepted: list[dict[str, object]]) -> int:
-        from guardian.airflow import sheets
+    # ALL_DONE: each request is confirmed on its own from Airflow's runs, whatever the other triggers did.
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def confirm() -> int:
+        return sheets.confirm()
 
-        return sheets.confirm(accepted)  # type: ignore[arg-type]
-
-    trigger >> confirm(requests)
+    trigger >> confirm()
 
 
 google_sheet_trigger_dag()

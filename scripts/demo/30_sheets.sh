@@ -25,6 +25,10 @@ export GUARDIAN_SHEETS__RANGE='Requests!A1:K'
 say "Sheets: the control sheet as a person left it (sandbox on port $PORT)"
 guardian sheets show --columns "$SHOW_COLUMNS" --max-chars 90
 
+say "Sheets: guardian sheets setup (Status dropdown, guardian columns protected, header notes; idempotent)"
+guardian sheets setup
+guardian sheets setup
+
 say "Sheets: dry run of one poll (reads only)"
 guardian sheets poll --dry-run
 
@@ -63,6 +67,6 @@ if [ "$STATUS" != "completed" ]; then
   exit 1
 fi
 
-say "Sheets: a second poll of the unchanged sheet (one read, no write)"
+say "Sheets: polls of the settled sheet (one read, no write)"
 guardian sheets poll
 guardian sheets poll

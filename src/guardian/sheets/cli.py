@@ -26,14 +26,21 @@ def poll(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the poll summary as JSON.")] = False,
 ) -> None:
-    """Run one poll outside Airflow: requests are recorded in the ledger and printed, not triggered."""
+    """Run one poll outside Airflow: requests are recorded and printed, not triggered.
+
+    Run states come from GUARDIAN_MONITORING__AIRFLOW_API_URL or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN when set.
+    """
+    import os
+
     from guardian.sheets.client import SheetsClient
     from guardian.sheets.poll import run_poll
+    from guardian.sheets.runs import from_environment
     from guardian.store import get_store
 
     settings = _settings()
     store = get_store(settings)
-    result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings), dry_run=dry_run)
+    runs = from_environment(settings, dict(os.environ))
+    result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings), runs=runs, dry_run=dry_run)
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
         return
@@ -44,6 +51,8 @@ def poll(
     )
     for number, reason in result.invalid:
         console.print(f"  row {number}: invalid: {reason}", highlight=False)
+    for number, reason in result.waiting:
+        console.print(f"  row {number}: {reason}", highlight=False)
     for number, reason in result.skipped_writes:
         console.print(f"  row {number}: not written: {reason}", highlight=False)
     if result.to_trigger:
@@ -58,6 +67,25 @@ def poll(
         console.print(
             f"  {result.deferred} more `run` row(s) wait for the next poll (GUARDIAN_SHEETS__MAX_REQUESTS_PER_POLL)"
         )
+
+
+@app.command("setup")
+def setup_sheet() -> None:
+    """Make the control sheet hard to misuse: Status dropdown, guardian columns protected (warning), header notes.
+
+    Idempotent and safe on a sheet in use: no value is changed.
+    """
+    from guardian.sheets.client import SheetsClient
+    from guardian.sheets.setup import setup
+
+    settings = _settings()
+    result = setup(settings, SheetsClient.from_settings(settings))
+    console.print(
+        f"{result.spreadsheet_id} {result.tab}: Status dropdown set, header notes set, "
+        f"{len(result.protected_added)} guardian column(s) newly protected "
+        f"({', '.join(result.protected_added) or 'already protected'})",
+        highlight=False,
+    )
 
 
 @app.command("requests")

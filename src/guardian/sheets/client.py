@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -115,6 +116,8 @@ class SheetsClient:
         self._backoff = backoff
         self._sleep = sleep
         self.calls: Counter[str] = Counter()  # HTTP attempts per method, retries included
+        self._sheets_resource: Any = None
+        self._values_resource: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credentials: Any | None = None) -> SheetsClient:
@@ -170,24 +173,36 @@ class SheetsClient:
                 if status not in RETRY_STATUSES or attempt >= self._retries:
                     raise _http_error(method, target, status, reason, attempt) from None
                 log.warning("sheets %s %s: HTTP %s (%s); retry %d", method, target, status, reason, attempt + 1)
-            except (TimeoutError, ConnectionError, OSError) as exc:
+            except _transport_errors() as exc:
+                # DNS, refused or reset connections, timeouts and a failed token refresh: transient as
+                # often as not, so retried like a 5xx, then one integration error naming what to check.
                 if attempt >= self._retries:
                     raise IntegrationError(
                         f"Sheets API {method} on {target} failed after {attempt + 1} tries "
-                        f"({type(exc).__name__}: {exc}); check GUARDIAN_SHEETS__API_ENDPOINT and the network"
+                        f"({type(exc).__name__}: {mask(str(exc))}); check GUARDIAN_SHEETS__API_ENDPOINT, the network "
+                        "and the credentials (google_cloud_default or GUARDIAN_SHEETS__CREDENTIALS_FILE)"
                     ) from None
                 log.warning("sheets %s %s: %s; retry %d", method, target, type(exc).__name__, attempt + 1)
             attempt += 1
             self._sleep(min(MAX_BACKOFF, self._backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
 
     @property
+    def _sheets(self) -> Any:
+        # Building a resource from the discovery document is costly (it generates every method): once per client.
+        if self._sheets_resource is None:
+            self._sheets_resource = self._service.spreadsheets()
+        return self._sheets_resource
+
+    @property
     def _values(self) -> Any:
-        return self._service.spreadsheets().values()
+        if self._values_resource is None:
+            self._values_resource = self._sheets.values()
+        return self._values_resource
 
     # -- API ------------------------------------------------------------------------------
     def spreadsheet(self, spreadsheet_id: str) -> dict[str, Any]:
         """spreadsheets.get without grid data: title and tabs."""
-        req = self._service.spreadsheets().get(spreadsheetId=spreadsheet_id, includeGridData=False)
+        req = self._sheets.get(spreadsheetId=spreadsheet_id, includeGridData=False)
         result: dict[str, Any] = self._call("spreadsheets.get", spreadsheet_id, req)
         return result
 
@@ -232,18 +247,6 @@ class SheetsClient:
         result: dict[str, Any] = self._call("values.update", f"{spreadsheet_id} {a1_range}", req)
         return result
 
-    def append_values(self, spreadsheet_id: str, a1_range: str, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
-        """values.append with RAW input, inserting rows. Not idempotent: a retried call may append twice."""
-        req = self._values.append(
-            spreadsheetId=spreadsheet_id,
-            range=a1_range,
-            valueInputOption="RAW",
-            insertDataOption="INSERT_ROWS",
-            body={"majorDimension": "ROWS", "values": [list(r) for r in rows]},
-        )
-        result: dict[str, Any] = self._call("values.append", f"{spreadsheet_id} {a1_range}", req)
-        return result
-
     def batch_update_values(
         self, spreadsheet_id: str, data: Sequence[tuple[str, Sequence[Sequence[Any]]]] | Sequence[dict[str, Any]]
     ) -> dict[str, Any]:
@@ -266,10 +269,50 @@ class SheetsClient:
         result: dict[str, Any] = self._call("values.clear", f"{spreadsheet_id} {a1_range}", req)
         return result
 
-    def batch_update_spreadsheet(self, spreadsheet_id: str, requests: list[dict[str, Any]]) -> dict[str, Any]:
-        """spreadsheets.batchUpdate (structure: add a tab, resize a grid)."""
-        req = self._service.spreadsheets().batchUpdate(spreadsheetId=spreadsheet_id, body={"requests": requests})
+    def batch_update_spreadsheet(
+        self, spreadsheet_id: str, requests: list[dict[str, Any]], *, response_ranges: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """spreadsheets.batchUpdate, applied whole or not at all; with ``response_ranges`` the answer carries
+        the spreadsheet as it is right after the update (grid data and row metadata of those ranges)."""
+        body: dict[str, Any] = {"requests": requests}
+        if response_ranges is not None:
+            body.update(
+                includeSpreadsheetInResponse=True, responseRanges=list(response_ranges), responseIncludeGridData=True
+            )
+        req = self._sheets.batchUpdate(spreadsheetId=spreadsheet_id, body=body)
         result: dict[str, Any] = self._call("spreadsheets.batchUpdate", spreadsheet_id, req)
+        return result
+
+    def get_grid(self, spreadsheet_id: str, a1_range: str) -> dict[str, Any]:
+        """spreadsheets.get of one range with grid data: cell values (formulas as formulas) and the
+        developer metadata of each row, in one call."""
+        req = self._sheets.get(
+            spreadsheetId=spreadsheet_id,
+            ranges=[a1_range],
+            includeGridData=True,
+            fields=GRID_FIELDS,
+        )
+        result: dict[str, Any] = self._call("spreadsheets.get", f"{spreadsheet_id} {a1_range}", req)
+        return result
+
+    def batch_get_by_filter(
+        self, spreadsheet_id: str, filters: Sequence[dict[str, Any]], *, render: str = "FORMULA"
+    ) -> list[dict[str, Any]]:
+        """values.batchGetByDataFilter: the MatchedValueRange of every range the filters select."""
+        req = self._values.batchGetByDataFilter(
+            spreadsheetId=spreadsheet_id,
+            body={"dataFilters": list(filters), "majorDimension": "ROWS", "valueRenderOption": render},
+        )
+        result = self._call("values.batchGetByDataFilter", spreadsheet_id, req)
+        return list(result.get("valueRanges", []))
+
+    def batch_update_by_filter(self, spreadsheet_id: str, data: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """values.batchUpdateByDataFilter with RAW input: each DataFilterValueRange written to the ranges its
+        filter selects (null cells are skipped), the whole batch or nothing."""
+        req = self._values.batchUpdateByDataFilter(
+            spreadsheetId=spreadsheet_id, body={"valueInputOption": "RAW", "data": list(data)}
+        )
+        result: dict[str, Any] = self._call("values.batchUpdateByDataFilter", spreadsheet_id, req)
         return result
 
     def write_table(self, spreadsheet_id: str, tab: str, rows: Sequence[Sequence[Any]]) -> str:
@@ -318,6 +361,30 @@ class SheetsClient:
         if values:
             self.update_values(spreadsheet_id, target, values)
         return target
+
+
+GRID_FIELDS = (
+    "sheets(properties(sheetId,title),data(startRow,startColumn,"
+    "rowData(values(userEnteredValue)),rowMetadata(developerMetadata(metadataId,metadataKey,metadataValue))))"
+)
+# On top of guardian.logging.mask_text (known secrets, tokens, passwords, URL credentials): what a shared
+# sheet must not show either: OAuth access tokens, email addresses and URLs (internal hosts, signed links).
+_SHEET_PRIVATE = re.compile(r"ya29\.[\w.\-]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def mask(text: str, limit: int = 300) -> str:
+    """Error text fit for a shared sheet: secrets, tokens, email addresses and URLs masked; one line."""
+    from guardian.logging import MASK, mask_text
+
+    one_line = " ".join(mask_text(text).split())
+    return _SHEET_PRIVATE.sub(MASK, one_line)[:limit]
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import httplib2
+    from google.auth.exceptions import RefreshError, TransportError
+
+    return (TimeoutError, ConnectionError, OSError, httplib2.HttpLib2Error, TransportError, RefreshError)
 
 
 def _reason(exc: Any) -> str:

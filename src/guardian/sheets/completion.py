@@ -1,9 +1,10 @@
 """Completion: the target run's final step writes `completed` or `failed` back to the request's row.
 
-The ledger is updated first (the source of truth), then the row: re-found by its Run ID cell
-(the row may have moved since the poll), written with RAW input only if it still holds this
-request's run id. If the sheet cannot be written now, the next poll converges the row from the
-ledger. The requester gets one email when the request gave an address and email is configured.
+The ledger is updated first (the source of truth), then the row: found by the request's
+developer-metadata tag (rows may have been inserted, sorted or deleted since the poll), read and
+written by data filter, only if it still shows one of the guardian's statuses for this run. If the
+sheet cannot be written now, the next poll converges the row from the ledger. The requester gets
+one email when the address is in GUARDIAN_SHEETS__REQUESTER_EMAIL_DOMAINS and email is configured.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING
 from guardian import audit
 from guardian.errors import GuardianError, ValidationFailed
 from guardian.sheets import ledger
-from guardian.sheets.a1 import index_to_col, quote_sheet
 from guardian.sheets.a1 import parse as parse_a1
-from guardian.sheets.control import COMPLETED, FAILED, RUN, parse_table
+from guardian.sheets.client import cell_text, mask
+from guardian.sheets.control import COMPLETED, FAILED, GUARDIAN_STATUSES, parse_table
+from guardian.sheets.plan import TAG_KEY
 from guardian.sheets.poll import stamp
 
 if TYPE_CHECKING:
@@ -44,8 +46,9 @@ def completion_message(ok: bool, rows: int | None, output_uri: str | None, error
         if link:
             parts.append(link)
         return " - ".join(parts)
-    reason = (error or "the run failed").strip().splitlines()[0] if (error or "").strip() else "the run failed"
-    return f"failed: {reason[:400]}"
+    reason = (error or "").strip().splitlines()[0] if (error or "").strip() else "the run failed"
+    # The sheet is shared with business users: no tokens, addresses or internal URLs from a traceback.
+    return f"failed: {mask(reason, 400)}"
 
 
 def report_run(
@@ -125,43 +128,66 @@ def report_run(
     _notify(settings, store, req, status, message)
 
 
-WRITTEN, ROW_GONE, RETYPED = "written", "row gone", "run typed again"
+WRITTEN, ROW_GONE, RETYPED = "written", "row gone", "row taken over"
 
 
 def write_status(
     settings: Settings, client: SheetsClient, req: ledger.Request, *, status: str, message: str, at: str
 ) -> str:
-    """Write status/message/updated-at to the request's row, re-found by its Run ID.
+    """Write status/message/updated-at to the request's row, found by its tag (one read, one write).
 
-    Returns WRITTEN; ROW_GONE when no row holds the run id any more; RETYPED when a person has
-    typed `run` on the row again (their new request wins: the old outcome stays in the ledger).
+    Returns WRITTEN; ROW_GONE when no row carries the tag any more; RETYPED when the row no longer
+    shows a guardian status for this run (a person typed `run` again or wrote their own status):
+    the person's cell wins, the outcome stays in the ledger.
     """
     rng = parse_a1(settings.sheets.range)
     if rng.sheet != req.tab or settings.sheets.spreadsheet_id != req.spreadsheet_id:
-        # The request came from a control range that is no longer the configured one.
-        rng = parse_a1(f"{quote_sheet(req.tab)}!A1:Z")
-    values = client.get_values(req.spreadsheet_id, rng.format(), render="FORMULA")
-    table = parse_table(values, rng, req.tab)
-    row = next((r for r in table.rows if r.get("run_id").strip() == req.dag_run_id), None)
-    if row is None:
-        log.warning("sheets: no row holds run id %s any more; status not written", req.dag_run_id)
+        rng = parse_a1(f"{req.tab}!A1:Z")
+    header = client.get_values(req.spreadsheet_id, _header_range(rng), render="FORMULA")
+    table = parse_table(header, rng, req.tab)
+    lookup = {"developerMetadataLookup": {"metadataKey": TAG_KEY, "metadataValue": req.request_id}}
+    matched = client.batch_get_by_filter(req.spreadsheet_id, [lookup])
+    if not matched:
+        log.warning("sheets: no row carries request %s any more; status not written", req.request_id)
         return ROW_GONE
-    if row.status == RUN:
-        log.info("sheets: row %d asks for a new run; %s of %s not written over it", row.number, status, req.dag_run_id)
+    cells = [cell_text(v) for v in (matched[0].get("valueRange", {}).get("values") or [[]])[0]]
+
+    def cell(name: str) -> str:
+        col = table.columns.get(name)
+        return cells[col - 1].strip() if col and col - 1 < len(cells) else ""
+
+    if cell("status").lower() not in GUARDIAN_STATUSES or cell("run_id") not in ("", req.dag_run_id):
+        log.info("sheets: the row of %s no longer shows its status; %s not written over it", req.request_id, status)
         return RETYPED
-    tab = quote_sheet(req.tab)
-    data = []
-    for name, value in (("status", status), ("message", message), ("updated_at", at)):
-        col = table.column_of(name)
-        data.append((f"{tab}!{index_to_col(col)}{row.number}", [[value]]))
-    client.batch_update_values(req.spreadsheet_id, data)
+    cols = {table.column_of(n): v for n, v in (("status", status), ("message", message), ("updated_at", at))}
+    line: list[str | None] = [None] * max(cols)
+    for col, value in cols.items():
+        line[col - 1] = value
+    client.batch_update_by_filter(
+        req.spreadsheet_id, [{"dataFilter": lookup, "majorDimension": "ROWS", "values": [line]}]
+    )
     return WRITTEN
+
+
+def _header_range(rng: object) -> str:
+    from guardian.sheets.a1 import A1Range
+    from guardian.sheets.control import HEADER_SEARCH_ROWS
+
+    assert isinstance(rng, A1Range)
+    return A1Range(
+        rng.sheet, rng.start_col, rng.first_row, rng.end_col, rng.first_row + HEADER_SEARCH_ROWS - 1
+    ).format()
 
 
 def _notify(settings: Settings, store: Store, req: ledger.Request, status: str, message: str) -> None:
     from guardian import notify
 
     if not req.requested_by or req.notified_at is not None or not notify.email_configured(settings):
+        return
+    domain = req.requested_by.rsplit("@", 1)[-1].lower()
+    if domain not in {d.lower().lstrip("@") for d in settings.sheets.requester_email_domains}:
+        # Anyone can type any address into a shared sheet: mail goes only to the organisation's domains.
+        log.info("sheets: %s is not in GUARDIAN_SHEETS__REQUESTER_EMAIL_DOMAINS; not emailed", domain)
         return
     subject = f"[guardian] Your sheet request {req.request_id}: {status}"
     body = (

@@ -45,11 +45,28 @@ class SheetsSettings(Section):
     max_requests_per_poll: int = Field(
         200, ge=1, le=1000, description="Circuit breaker: new requests accepted by one poll; the rest wait."
     )
-    recheck_after_seconds: float = Field(
-        10.0,
-        ge=0,
-        description="If more than this passed between the read and the write-back, re-read the rows about to be "
-        "written (one values.batchGet) and leave those a person edited meanwhile; 0 re-checks every time.",
+    max_requests_per_day: int = Field(
+        200, ge=1, le=100_000, description="New requests one control sheet may make per UTC day; further rows wait."
+    )
+    max_requests_per_requester_per_day: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="New requests one Requested by address may make per UTC day; further rows show `waiting`.",
+    )
+    max_trigger_attempts: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="Polls that may hand a request to Airflow without a run appearing before its row shows failed.",
+    )
+    run_timeout_hours: float = Field(
+        24.0, gt=0, le=24 * 30, description="A request whose run is not finished this long after it was asked fails."
+    )
+    requester_email_domains: CsvList = Field(
+        default_factory=list,
+        description="Email domains a Requested by address must be in to receive the completion email "
+        "(e.g. example.com); empty: nobody is emailed.",
     )
     poll_schedule: str = Field(
         "*/5 * * * *",

@@ -7,7 +7,6 @@ DAG run's conf has passed a check written for that field, and a row that fails b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -42,7 +41,10 @@ HEADER_SEARCH_ROWS = 10
 # Status lifecycle (what the row shows). `run` is typed by a person; the rest are written by the guardian.
 RUN = "run"
 QUEUED, RUNNING, COMPLETED, FAILED, INVALID = "queued", "running", "completed", "failed", "invalid"
-GUARDIAN_STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, INVALID)
+WAITING = "waiting"  # over a daily cap: still asking, taken up when the cap allows
+GUARDIAN_STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, INVALID, WAITING)
+ASKING_STATUSES = (RUN, WAITING)
+STATUS_CHOICES = (RUN, QUEUED, RUNNING, COMPLETED, FAILED, INVALID, WAITING)  # the Status dropdown
 
 _FORMULA_START = ("=", "+", "-", "@")
 _COUNTRY = re.compile(r"^[A-Z]{2,3}$")
@@ -96,7 +98,6 @@ class ControlTable:
     missing_written: tuple[str, ...]  # guardian columns the header lacks (added on write-back)
     header_width: int
     rows: tuple[SheetRow, ...]
-    values_hash: str
 
     def column_of(self, name: str) -> int:
         """Sheet column of a field; guardian columns missing from the header go after the last header cell."""
@@ -108,17 +109,6 @@ class ControlTable:
     def last_col(self) -> int:
         """Right-most column the table uses, including guardian columns to be added."""
         return self.first_col + self.header_width - 1 + len(self.missing_written)
-
-
-def values_hash(values: list[list[str]]) -> str:
-    """A stable digest of the cell texts (trailing blanks ignored) for the no-change check."""
-    trimmed = [list(row) for row in values]
-    for row in trimmed:
-        while row and row[-1] == "":
-            row.pop()
-    while trimmed and not trimmed[-1]:
-        trimmed.pop()
-    return hashlib.sha256(json.dumps(trimmed, ensure_ascii=False).encode()).hexdigest()
 
 
 def parse_table(values: list[list[str]], rng: A1Range, tab: str) -> ControlTable:
@@ -162,7 +152,6 @@ def parse_table(values: list[list[str]], rng: A1Range, tab: str) -> ControlTable
         missing_written=missing,
         header_width=width,
         rows=tuple(rows),
-        values_hash=values_hash(values),
     )
 
 

@@ -1,13 +1,15 @@
 """The request ledger: one row per accepted sheet request, the source of truth for exactly-once.
 
 A request's key is a digest of the spreadsheet, the tab, the validated target and conf, the
-Run ID cell as read and a generation number; a unique constraint on it means the same request
-is recorded once, however many polls (retried, overlapping, restarted) see the row. The Airflow
-run id is derived from the key, so triggering it twice is refused by Airflow itself.
+Run ID cell as read and a generation number (how many requests that base key already has); a
+unique constraint on it and the sheet's lock mean one request per `run` typed, however many
+polls (retried, overlapping, restarted) see the row. The Airflow run id is derived from the key,
+so triggering it twice is refused by Airflow itself.
 
-The generation lets a person ask for the same work again later: it counts earlier requests for
-the same base key whose status reached the sheet (``acked_at``) *before this poll's read began*.
-A poll that read the sheet before the acknowledgement cannot mistake the old `run` for a new one.
+A request is found again on the sheet by its row's developer-metadata tag (``tagged`` once the
+tag is seen on the row it came from); a poll that stopped between recording and tagging leaves
+an untagged request that the next poll *claims* by its base key instead of recording a new one
+(:func:`claimable`). Only tagged requests are handed to Airflow.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    false,
     func,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -44,6 +48,7 @@ RUN_ID_PREFIX = "sheets__"
 ACCEPTED, TRIGGERED, COMPLETED, FAILED, SUPERSEDED = "accepted", "triggered", "completed", "failed", "superseded"
 ROW_STATUS = {ACCEPTED: "queued", TRIGGERED: "running", COMPLETED: "completed", FAILED: "failed"}
 OPEN = (ACCEPTED, TRIGGERED)
+GONE = "gone"  # sheet_status of a request whose row was deleted: nothing left to write to
 
 sheets_requests = Table(
     "sheets_requests",
@@ -71,8 +76,15 @@ sheets_requests = Table(
     Column("acked_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("notified_at", DateTime(timezone=True), nullable=True),
+    Column("tagged", Boolean, nullable=False, server_default=false()),
+    Column("fingerprint", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("handed_at", DateTime(timezone=True), nullable=True),
+    Column("run_state", String(20), nullable=True),
+    Column("last_error", String(2000), nullable=True),
     Index("ix_sheets_requests_base_key", "base_key"),
     Index("ix_sheets_requests_sheet_status", "spreadsheet_id", "status"),
+    Index("ix_sheets_requests_requested_by", "requested_by", "created_at"),
 )
 """Accepted requests from control sheets, with their lifecycle."""
 
@@ -80,16 +92,13 @@ sheets_poll_state = Table(
     "sheets_poll_state",
     metadata,
     Column("source", String(500), primary_key=True),
-    Column("values_hash", String(64), nullable=True),
     Column("last_poll_at", DateTime(timezone=True), nullable=True),
     Column("last_outcome", String(20), nullable=True),
-    Column("polls", BigInteger, nullable=False),
-    Column("no_change_polls", BigInteger, nullable=False),
     Column("alert_open", Boolean, nullable=False),
     Column("alert_reason", String(2000), nullable=True),
     Column("alert_since", DateTime(timezone=True), nullable=True),
 )
-"""Per control range: the last values seen (no-change polls) and the open failure alert."""
+"""Per control range: the last poll and the open failure alert."""
 
 
 def now_utc() -> datetime:
@@ -151,20 +160,33 @@ class Request:
     acked_at: datetime | None
     finished_at: datetime | None
     notified_at: datetime | None
+    tagged: bool = False
+    fingerprint: str | None = None
+    attempts: int = 0
+    handed_at: datetime | None = None
+    run_state: str | None = None
+    last_error: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Request:
         """Build from a result row."""
         m = dict(row._mapping)
         m.pop("id", None)
-        for name in ("created_at", "updated_at", "acked_at", "finished_at", "notified_at"):
+        for name in ("created_at", "updated_at", "acked_at", "finished_at", "notified_at", "handed_at"):
             m[name] = _aware(m[name])
         return cls(**m)
 
     @property
     def row_status(self) -> str:
-        """What the sheet row should show for this request."""
+        """What the sheet row should show for this request (a triggered run Airflow still queues: queued)."""
+        if self.status == TRIGGERED and self.run_state == "queued":
+            return "queued"
         return ROW_STATUS.get(self.status, self.status)
+
+    @property
+    def is_open(self) -> bool:
+        """Not finished: accepted or triggered."""
+        return self.status in OPEN
 
     def trigger_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of one mapped TriggerDagRunOperator."""
@@ -176,16 +198,6 @@ def lock_sheet(conn: Connection, spreadsheet_id: str) -> None:
     if conn.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(f"sheets:{spreadsheet_id}".encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-
-
-def generation(conn: Connection, base: str, read_started: datetime) -> int:
-    """How many requests with this base key were acknowledged on the sheet before ``read_started``."""
-    count = conn.execute(
-        select(func.count())
-        .select_from(sheets_requests)
-        .where(sheets_requests.c.base_key == base, sheets_requests.c.acked_at < read_started)
-    ).scalar_one()
-    return int(count)
 
 
 def by_key(conn: Connection, key: str) -> Request | None:
@@ -207,8 +219,9 @@ def insert(
     conf: dict[str, Any],
     requested_by: str | None,
     at: datetime,
+    fingerprint: str | None = None,
 ) -> Request:
-    """Record a new accepted request (status ``accepted``, row shows ``queued``)."""
+    """Record a new accepted request (status ``accepted``, row shows ``queued``); not yet tagged on its row."""
     request_id = request_id_of(key)
     values = {
         "request_key": key,
@@ -233,6 +246,12 @@ def insert(
         "acked_at": None,
         "finished_at": None,
         "notified_at": None,
+        "tagged": False,
+        "fingerprint": fingerprint,
+        "attempts": 0,
+        "handed_at": None,
+        "run_state": None,
+        "last_error": None,
     }
     conn.execute(sheets_requests.insert().values(**values))
     return Request(**values)  # type: ignore[arg-type]
@@ -249,7 +268,10 @@ def open_for_sheet(conn: Connection, spreadsheet_id: str) -> list[Request]:
                 sheets_requests.c.status.in_((COMPLETED, FAILED))
                 & (
                     (sheets_requests.c.sheet_status.is_(None))
-                    | (sheets_requests.c.sheet_status != sheets_requests.c.status)
+                    | (
+                        (sheets_requests.c.sheet_status != sheets_requests.c.status)
+                        & (sheets_requests.c.sheet_status != GONE)
+                    )
                 )
             )
         )
@@ -284,28 +306,99 @@ def get(store: Store, request_id: str) -> Request | None:
     return Request.from_row(row) if row else None
 
 
-def mark_triggered(store: Store, request_ids: list[str]) -> int:
-    """Record that Airflow holds a run for these requests (created now or already); returns rows changed."""
-    if not request_ids:
-        return 0
-    with store.write() as conn:
-        result = conn.execute(
-            update(sheets_requests)
-            .where(sheets_requests.c.request_id.in_(request_ids), sheets_requests.c.status == ACCEPTED)
-            .values(status=TRIGGERED, message="run created", updated_at=now_utc())
+def by_ids(conn: Connection, request_ids: list[str]) -> dict[str, Request]:
+    """Requests by request id."""
+    out: dict[str, Request] = {}
+    for i in range(0, len(request_ids), 500):
+        chunk = request_ids[i : i + 500]
+        for r in conn.execute(select(sheets_requests).where(sheets_requests.c.request_id.in_(chunk))):
+            req = Request.from_row(r)
+            out[req.request_id] = req
+    return out
+
+
+def claimable(conn: Connection, spreadsheet_id: str, bases: list[str], read_started: datetime) -> dict[str, Request]:
+    """Per base key, the request a `run` row with that base is (still) asking for: one recorded but not yet
+    tagged on its row (a crash or an overlapping poll between recording and tagging), or one recorded after
+    this poll's read began (an overlapping poll got there first)."""
+    out: dict[str, Request] = {}
+    for i in range(0, len(bases), 500):
+        chunk = bases[i : i + 500]
+        rows = conn.execute(
+            select(sheets_requests)
+            .where(
+                sheets_requests.c.spreadsheet_id == spreadsheet_id,
+                sheets_requests.c.base_key.in_(chunk),
+                sheets_requests.c.status != SUPERSEDED,
+                (sheets_requests.c.tagged == false()) | (sheets_requests.c.created_at >= read_started),
+            )
+            .order_by(sheets_requests.c.id)
         )
-        return int(result.rowcount or 0)
+        for r in rows:
+            req = Request.from_row(r)
+            out.setdefault(req.base_key, req)
+    return out
 
 
-def pending_triggers(store: Store, spreadsheet_id: str) -> list[Request]:
-    """Accepted requests not yet confirmed in Airflow (new ones, and any a crash left behind)."""
+def generations(conn: Connection, bases: list[str]) -> dict[str, int]:
+    """How many requests each base key already has (the next request's generation)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(bases), 500):
+        chunk = bases[i : i + 500]
+        rows = conn.execute(
+            select(sheets_requests.c.base_key, func.count())
+            .where(sheets_requests.c.base_key.in_(chunk))
+            .group_by(sheets_requests.c.base_key)
+        )
+        out.update({str(b): int(n) for b, n in rows})
+    return out
+
+
+def counts_since(conn: Connection, spreadsheet_id: str, since: datetime) -> tuple[int, dict[str, int]]:
+    """Requests recorded since ``since`` (superseded ones excluded): in total and per requester (lower-cased)."""
+    rows = conn.execute(
+        select(sheets_requests.c.requested_by, func.count())
+        .where(
+            sheets_requests.c.spreadsheet_id == spreadsheet_id,
+            sheets_requests.c.created_at >= since,
+            sheets_requests.c.status != SUPERSEDED,
+        )
+        .group_by(sheets_requests.c.requested_by)
+    )
+    per: dict[str, int] = {}
+    total = 0
+    for who, n in rows:
+        total += int(n)
+        if who:
+            per[str(who).lower()] = per.get(str(who).lower(), 0) + int(n)
+    return total, per
+
+
+def to_trigger(store: Store, spreadsheet_id: str) -> list[Request]:
+    """Accepted requests tagged on their row and not yet seen in Airflow (new ones, and any a crash left)."""
     with store.read() as conn:
         rows = conn.execute(
             select(sheets_requests)
-            .where(sheets_requests.c.spreadsheet_id == spreadsheet_id, sheets_requests.c.status == ACCEPTED)
+            .where(
+                sheets_requests.c.spreadsheet_id == spreadsheet_id,
+                sheets_requests.c.status == ACCEPTED,
+                sheets_requests.c.tagged == true(),
+            )
             .order_by(sheets_requests.c.id)
         )
         return [Request.from_row(r) for r in rows]
+
+
+def mark_handed(store: Store, request_ids: list[str], at: datetime) -> None:
+    """Record that these requests went to the trigger step (the next poll checks Airflow has their runs)."""
+    if not request_ids:
+        return
+    with store.write() as conn:
+        conn.execute(
+            update(sheets_requests)
+            .where(sheets_requests.c.request_id.in_(request_ids), sheets_requests.c.status == ACCEPTED)
+            .values(handed_at=at)
+        )
 
 
 def list_requests(store: Store, limit: int = 100, *, status: str | None = None) -> list[dict[str, Any]]:
@@ -346,10 +439,9 @@ def list_requests(store: Store, limit: int = 100, *, status: str | None = None) 
 # -- poll state -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PollState:
-    """The last poll of one control range."""
+    """The last poll of one control range and its open failure alert."""
 
     source: str
-    values_hash: str | None
     alert_open: bool
     alert_reason: str | None
 
@@ -359,38 +451,24 @@ def poll_state(conn: Connection, source: str) -> PollState | None:
     row = conn.execute(select(sheets_poll_state).where(sheets_poll_state.c.source == source)).first()
     if row is None:
         return None
-    return PollState(row.source, row.values_hash, bool(row.alert_open), row.alert_reason)
+    return PollState(row.source, bool(row.alert_open), row.alert_reason)
 
 
-def save_poll(conn: Connection, source: str, *, outcome: str, values_hash: str | None = None) -> None:
-    """Record one poll's outcome (``values_hash`` None keeps the stored one)."""
+def save_poll(conn: Connection, source: str, *, outcome: str) -> None:
+    """Record one poll's outcome and time."""
     now = now_utc()
-    existing = poll_state(conn, source)
-    if existing is None:
+    if poll_state(conn, source) is None:
         conn.execute(
             sheets_poll_state.insert().values(
-                source=source,
-                values_hash=values_hash,
-                last_poll_at=now,
-                last_outcome=outcome,
-                polls=1,
-                no_change_polls=1 if outcome == "no_change" else 0,
-                alert_open=False,
-                alert_reason=None,
-                alert_since=None,
+                source=source, last_poll_at=now, last_outcome=outcome, alert_open=False, alert_reason=None
             )
         )
         return
-    values: dict[str, Any] = {
-        "last_poll_at": now,
-        "last_outcome": outcome,
-        "polls": sheets_poll_state.c.polls + 1,
-    }
-    if outcome == "no_change":
-        values["no_change_polls"] = sheets_poll_state.c.no_change_polls + 1
-    if values_hash is not None:
-        values["values_hash"] = values_hash
-    conn.execute(update(sheets_poll_state).where(sheets_poll_state.c.source == source).values(**values))
+    conn.execute(
+        update(sheets_poll_state)
+        .where(sheets_poll_state.c.source == source)
+        .values(last_poll_at=now, last_outcome=outcome)
+    )
 
 
 def set_alert(conn: Connection, source: str, reason: str | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,3 +59,55 @@ def sheets_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     monkeypatch.setenv("GUARDIAN_SHEETS__BACKOFF_SECONDS", "0.01")
     yield Sandbox(handle, state)
     handle.stop()
+
+
+class FakeAirflow:
+    """A test double of Airflow's runs: answers from the runs it holds, which change only by what the
+    trigger step and the test make happen (a run is created once per run id, as Airflow refuses a
+    duplicate; a DAG that is absent or broken refuses to be triggered)."""
+
+    def __init__(self, dags: set[str] | None = None) -> None:
+        self.dags = set(dags or {"bigquery_sales_query", "guardian_health"})
+        self.broken: set[str] = set()
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.refused = 0
+
+    # -- what TriggerDagRunOperator(skip_when_already_exists=True) does ---------------------------
+    def trigger(self, kwargs: dict[str, Any]) -> str:
+        dag, run_id = kwargs["trigger_dag_id"], kwargs["trigger_run_id"]
+        if dag not in self.dags or dag in self.broken:
+            raise RuntimeError(f"DagNotFound: Dag id {dag} not found")
+        if run_id in self.runs:
+            self.refused += 1
+            return "skipped"
+        self.runs[run_id] = {"dag_id": dag, "state": "queued", "conf": dict(kwargs["conf"])}
+        return "created"
+
+    def trigger_step(self, store: Any, result: Any) -> None:
+        """The DAG's trigger tasks (each request on its own), then its confirm task (reads the runs back)."""
+        from guardian.settings import load_settings
+        from guardian.sheets import ledger
+        from guardian.sheets.poll import reconcile
+
+        ledger.mark_handed(store, [r.request_id for r in result.to_trigger], ledger.now_utc())
+        for req in result.to_trigger:
+            with contextlib.suppress(RuntimeError):
+                self.trigger(req.trigger_kwargs())
+        reconcile(load_settings(), store, result.spreadsheet_id, self, ledger.now_utc())
+
+    # -- the RunSource protocol -----------------------------------------------------------------
+    def states(self, run_ids: dict[str, list[str]], since: Any) -> dict[str, str]:
+        return {
+            rid: run["state"]
+            for dag, rids in run_ids.items()
+            for rid in rids
+            if (run := self.runs.get(rid)) is not None and run["dag_id"] == dag
+        }
+
+    def dag_ids(self) -> set[str]:
+        return set(self.dags)
+
+
+@pytest.fixture
+def airflow() -> FakeAirflow:
+    return FakeAirflow()

@@ -1,29 +1,48 @@
-"""Exactly once on real PostgreSQL: a killed poll, a retried poll and overlapping polls give one
-request (one deterministic run id) per `run` row. Polls run as separate `guardian sheets poll`
-processes against the sandbox over HTTP, as workers would."""
+"""Exactly once, and every status on its own row, whatever people do to the sheet — on real PostgreSQL.
+
+A stateful property-based test: a team of people inserts, deletes, sorts and moves rows, edits cells
+(also right after a poll's read), types and retypes `run` and writes their own statuses, while polls
+run and are killed between any two Sheets API calls (before a call is sent, or after the server
+applied it and before the answer arrives), and target runs succeed, fail, hang or vanish. A real
+SIGKILL of a `guardian sheets poll` process is tested on its own below.
+
+People know their rows by the Notes cell (the guardian never reads or writes it); every typing of
+`run` carries its own Requested by address, so a run tells which typing it serves.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from guardian.errors import IntegrationError
+from guardian.errors import GuardianError
 from guardian.settings import load_settings
 from guardian.sheets import ledger
 from guardian.sheets.client import SheetsClient
+from guardian.sheets.completion import report_run
+from guardian.sheets.control import GUARDIAN_STATUSES
 from guardian.sheets.poll import run_poll
 from guardian.store import get_store
 
 Sandbox = Any  # the sheets_sandbox fixture (tests/integration/sheets/conftest.py)
+HEADER = ["Country", "Brand", "Start date", "End date", "Target", "Requested by", "Status", "Run ID", "Message",
+          "Updated at", "Notes"]  # fmt: skip
+PERSON = (0, 1, 2, 3, 4, 5, 10)  # the cells people type (Status aside)
+TARGETS = ("", "guardian_health", "renamed_dag")  # sales (default), a target that never calls back, a poison one
 GUARDIAN = (
     [sys.executable, "-m", "guardian.cli"]
     if not Path(sys.prefix, "bin", "guardian").exists()
@@ -31,181 +50,363 @@ GUARDIAN = (
 )
 
 
-def cli_poll(**popen: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*GUARDIAN, "sheets", "poll", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
-        **popen,
+class Killed(BaseException):
+    """kill -9 of the poll: nothing after this point runs, open transactions roll back."""
+
+
+class KillableClient(SheetsClient):
+    """The real client; the process dies at the ``kill_at``-th API call, before sending it or after the
+    server applied it (``after``)."""
+
+    kill_at: int | None = None
+    after: bool = False
+    made = 0
+
+    def _call(self, method: str, target: str, request: Any) -> Any:
+        self.made += 1
+        if self.made == self.kill_at and not self.after:
+            raise Killed(method)
+        answer = super()._call(method, target, request)
+        if self.made == self.kill_at:
+            raise Killed(method)
+        return answer
+
+
+class PeopleAndPolls(RuleBasedStateMachine):
+    """The model: which rows exist (by their Notes label), what people typed in them, each typing."""
+
+    sandbox: Any = None
+    airflow_cls: Any = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sid = f"sheet-{uuid.uuid4().hex[:10]}"
+        os.environ["GUARDIAN_SHEETS__SPREADSHEET_ID"] = self.sid
+        self.state = self.sandbox.state
+        self.state.create(self.sid, "team sheet", {"Requests": [HEADER]})
+        self.settings = load_settings()
+        self.store = get_store(self.settings)
+        client = KillableClient.from_settings(self.settings)
+        assert isinstance(client, KillableClient)
+        self.client = client
+        self.airflow = self.airflow_cls(dags={"bigquery_sales_query", "guardian_health"})
+        self.rows: dict[str, list[str]] = {}  # label -> the person cells (index 6 = Status as typed)
+        self.mine: dict[str, str] = {}  # label -> the Status a person typed that is theirs ("on hold")
+        self.typings: dict[str, str] = {}  # email -> label it was typed on
+        self.asking: dict[str, str] = {}  # label -> email of the `run` the guardian has not taken yet
+        self.vanished: list[dict[str, Any]] = []  # runs deleted from Airflow by hand
+        self.n = 0
+        self.labels = 0
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _grid(self) -> list[list[Any]]:
+        return self.state.get(self.sid, "Requests!A1:K120", "FORMULA").get("values", [])
+
+    def _index(self, label: str) -> int | None:
+        for i, row in enumerate(self._grid()):
+            if len(row) > 10 and row[10] == label:
+                return i
+        return None
+
+    def _type(self, label: str, col: int, value: str) -> None:
+        i = self._index(label)
+        assert i is not None
+        self.state.update(self.sid, f"Requests!{'ABCDEFGHIJK'[col]}{i + 1}", [[value]], "RAW")
+        self.rows[label][col] = value
+
+    def _struct(self, requests: list[dict[str, Any]]) -> None:
+        self.state.batch_update_spreadsheet(self.sid, requests)
+
+    def _new_email(self, label: str) -> str:
+        self.n += 1
+        email = f"u{self.n}@example.com"
+        self.typings[email] = label
+        return email
+
+    def _poll(self, kill_at: int | None = None, after: bool = False) -> None:
+        client = self.client
+        client.made, client.kill_at, client.after = 0, kill_at, after
+        try:
+            result = run_poll(self.settings, self.store, lambda: client, runs=self.airflow)
+        except Killed:
+            return
+        except GuardianError:
+            return
+        self.airflow.trigger_step(self.store, result)
+
+    def _labels(self) -> list[str]:
+        return sorted(self.rows)
+
+    # -- people --------------------------------------------------------------------------------
+    @rule(brand=st.sampled_from(["X", "Y", "Z", "NOVA"]), dag=st.sampled_from(TARGETS), day=st.integers(1, 20))
+    def add_row(self, brand: str, dag: str, day: int) -> None:
+        self.labels += 1
+        label = f"r{self.labels}"
+        email = self._new_email(label)
+        cells = ["VN", brand, f"2025-05-{day:02d}", "2025-05-28", dag, email, "run", "", "", "", label]
+        at = len(self._grid()) + 1
+        self.state.update(self.sid, f"Requests!A{at}", [cells], "RAW")
+        self.rows[label] = cells
+        self.asking[label] = email
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data())
+    def insert_blank_row(self, data: st.DataObject) -> None:
+        at = data.draw(st.integers(1, len(self._grid())))
+        self._struct(
+            [{"insertDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": at, "endIndex": at + 1}}}]
+        )
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data())
+    def delete_row(self, data: st.DataObject) -> None:
+        label = data.draw(st.sampled_from(self._labels()))
+        i = self._index(label)
+        assert i is not None
+        self._struct(
+            [{"deleteDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": i, "endIndex": i + 1}}}]
+        )
+        del self.rows[label]
+        self.asking.pop(label, None)
+        self.mine.pop(label, None)
+
+    @precondition(lambda self: len(self.rows) > 1)
+    @rule(col=st.sampled_from([1, 2, 6, 10]), desc=st.booleans())
+    def sort_rows(self, col: int, desc: bool) -> None:
+        end = len(self._grid())
+        spec = {"dimensionIndex": col, "sortOrder": "DESCENDING" if desc else "ASCENDING"}
+        self._struct(
+            [{"sortRange": {"range": {"sheetId": 0, "startRowIndex": 1, "endRowIndex": end}, "sortSpecs": [spec]}}]
+        )
+
+    @precondition(lambda self: len(self.rows) > 1)
+    @rule(data=st.data())
+    def move_row(self, data: st.DataObject) -> None:
+        label = data.draw(st.sampled_from(self._labels()))
+        i = self._index(label)
+        assert i is not None
+        dest = data.draw(st.integers(1, len(self._grid())))
+        src = {"sheetId": 0, "dimension": "ROWS", "startIndex": i, "endIndex": i + 1}
+        self._struct([{"moveDimension": {"source": src, "destinationIndex": dest}}])
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data(), brand=st.sampled_from(["X", "Y", "Z", "NOVA", "??"]))
+    def edit_brand(self, data: st.DataObject, brand: str) -> None:
+        self._type(data.draw(st.sampled_from(self._labels())), 1, brand)
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data())
+    def retype_run(self, data: st.DataObject) -> None:
+        label = data.draw(st.sampled_from(self._labels()))
+        email = self._new_email(label)
+        self._type(label, 5, email)
+        self._type(label, 6, "run")
+        self.asking[label] = email
+        self.mine.pop(label, None)
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data())
+    def type_own_status(self, data: st.DataObject) -> None:
+        label = data.draw(st.sampled_from(self._labels()))
+        self._type(label, 6, "on hold")
+        self.mine[label] = "on hold"
+        self.asking.pop(label, None)
+
+    # -- polls and their deaths ----------------------------------------------------------------
+    @rule()
+    def poll(self) -> None:
+        self._poll()
+
+    @rule(kill_at=st.integers(1, 3), after=st.booleans())
+    def poll_killed(self, kill_at: int, after: bool) -> None:
+        self._poll(kill_at, after)
+
+    @precondition(lambda self: self.rows)
+    @rule(data=st.data(), what=st.sampled_from(["brand", "retype", "own status"]))
+    def poll_with_a_person_acting_right_after_the_read(self, data: st.DataObject, what: str) -> None:
+        label = data.draw(st.sampled_from(self._labels()))
+
+        def act() -> None:
+            if label not in self.rows or self._index(label) is None:
+                return
+            if what == "brand":
+                self._type(label, 1, "NOVA" if self.rows[label][1] != "NOVA" else "X")
+            elif what == "retype":
+                email = self._new_email(label)
+                self._type(label, 5, email)
+                self._type(label, 6, "run")
+                self.asking[label] = email
+                self.mine.pop(label, None)
+            else:
+                self._type(label, 6, "on hold")
+                self.mine[label] = "on hold"
+                self.asking.pop(label, None)
+
+        def hook(method: str) -> None:
+            if method == "spreadsheets.get" and hook in self.state.hooks:
+                self.state.hooks.remove(hook)
+                act()
+
+        self.state.hooks.append(hook)
+        try:
+            self._poll()
+        finally:
+            if hook in self.state.hooks:
+                self.state.hooks.remove(hook)
+
+    # -- Airflow ----------------------------------------------------------------------------
+    @precondition(lambda self: self.airflow.runs)
+    @rule(
+        data=st.data(),
+        fate=st.sampled_from(["running", "success", "failed", "vanish", "hang", "report_ok", "report_fail"]),
+    )
+    def run_moves_on(self, data: st.DataObject, fate: str) -> None:
+        run_id = data.draw(st.sampled_from(sorted(self.airflow.runs)))
+        run = self.airflow.runs[run_id]
+        if fate == "vanish":
+            self.vanished.append(self.airflow.runs.pop(run_id))
+        elif fate == "hang":
+            # Still running long after it was asked: the request ages past GUARDIAN_SHEETS__RUN_TIMEOUT_HOURS.
+            run["state"] = "running"
+            with self.store.write() as conn:
+                ledger.set_fields(conn, run["conf"]["request_id"], created_at=ledger.now_utc() - timedelta(hours=100))
+        elif fate.startswith("report"):
+            if run["dag_id"] == "bigquery_sales_query":  # the sales DAG's completion step
+                run["state"] = "success" if fate == "report_ok" else "failed"
+                with contextlib.suppress(GuardianError):
+                    report_run(
+                        self.settings,
+                        request_id=run["conf"]["request_id"],
+                        dag_run_id=run_id,
+                        ok=fate == "report_ok",
+                        rows=7,
+                        output_uri="gs://exports/x.parquet",
+                        error="boom",
+                    )
+        else:
+            run["state"] = fate
+
+    # -- invariants ------------------------------------------------------------------------------
+    @invariant()
+    def no_person_typed_cell_is_overwritten(self) -> None:
+        for i, row in enumerate(self._grid()):
+            if i == 0 or len(row) <= 10 or row[10] not in self.rows:
+                continue
+            label, expected = row[10], self.rows[row[10]]
+            shown = [row[j] if j < len(row) else "" for j in range(11)]
+            for j in PERSON:
+                assert shown[j] == expected[j], (label, j, shown, expected)
+            status = shown[6]
+            if label in self.mine:
+                assert status == self.mine[label], (label, shown)
+            elif status != "run":
+                assert status in GUARDIAN_STATUSES, (label, shown)
+                if label in self.asking and (shown[7] or status == "invalid") and shown[5] == self.asking[label]:
+                    del self.asking[label]  # the guardian took this typing up
+
+    @invariant()
+    def every_status_sits_on_the_row_of_its_own_request(self) -> None:
+        seen: set[str] = set()
+        with self.store.read() as conn:
+            for row in self._grid()[1:]:
+                run_id = row[7] if len(row) > 7 else ""
+                if not run_id or row[6] not in GUARDIAN_STATUSES:
+                    continue
+                assert run_id not in seen, f"{run_id} on two rows"
+                seen.add(run_id)
+                req = ledger.by_run_ids(conn, [run_id])[run_id]
+                assert req.requested_by == row[5], (row, req)
+
+    @invariant()
+    def no_typing_gets_two_runs(self) -> None:
+        per: dict[str, int] = {}
+        for run in [*self.airflow.runs.values(), *self.vanished]:
+            who = run["conf"]["requested_by"]
+            per[who] = per.get(who, 0) + 1
+            assert per[who] == 1, who
+        with self.store.read() as conn:
+            live = [r for r in ledger.open_for_sheet(conn, self.sid) if r.status in ledger.OPEN and r.tagged]
+        by_person: dict[str | None, int] = {}
+        for r in live:
+            by_person[r.requested_by] = by_person.get(r.requested_by, 0) + 1
+            assert by_person[r.requested_by] == 1, r.requested_by
+
+    def teardown(self) -> None:
+        """Quiet time: people stop, every run ends; then every `run` has exactly one run and a final status."""
+        self.state.hooks.clear()
+        for _ in range(6):
+            self._poll()
+            for run in self.airflow.runs.values():
+                run["state"] = "success"
+        self._poll()
+        final = ("completed", "failed", "invalid")
+        runs_by_email = {run["conf"]["requested_by"]: run for run in [*self.airflow.runs.values(), *self.vanished]}
+        for i, row in enumerate(self._grid()):
+            if i == 0 or len(row) <= 10 or row[10] not in self.rows:
+                continue
+            label = row[10]
+            if label in self.mine:
+                continue
+            status, email, target = row[6], row[5], row[4]
+            assert status in final, (label, row)
+            if status == "invalid":
+                continue
+            if target == "renamed_dag":
+                assert status == "failed" and email not in runs_by_email, row
+            else:
+                assert email in runs_by_email and runs_by_email[email]["conf"]["request_id"] in row[7], row
+        with self.store.read() as conn:
+            left = [r for r in ledger.open_for_sheet(conn, self.sid) if r.status in ledger.OPEN]
+        assert left == [], [(r.request_id, r.status, r.sheet_status) for r in left]
+
+
+@pytest.mark.usefixtures("pg_env")
+def test_people_and_polls_exactly_once_on_postgresql(
+    sheets_sandbox: Sandbox, airflow: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invariant: each `run` typed gets exactly one run, every status and run id sits on its own request's
+    row, no person-typed cell is overwritten, and every request reaches a final status."""
+    monkeypatch.setenv("GUARDIAN_SHEETS__RETRIES", "0")
+    monkeypatch.setenv("GUARDIAN_SHEETS__ALLOWED_TARGETS", "bigquery_sales_query,guardian_health,renamed_dag")
+    monkeypatch.setenv("GUARDIAN_SHEETS__MAX_TRIGGER_ATTEMPTS", "2")
+    monkeypatch.setenv("GUARDIAN_SHEETS__SPREADSHEET_ID", "placeholder")
+    get_store(load_settings()).ensure_migrated()
+    PeopleAndPolls.sandbox = sheets_sandbox
+    PeopleAndPolls.airflow_cls = type(airflow)
+    run_state_machine_as_test(
+        PeopleAndPolls,
+        settings=settings(
+            max_examples=int(os.environ.get("GUARDIAN_SHEETS_PBT_EXAMPLES", "6")),
+            stateful_step_count=25,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        ),
     )
 
 
-def requests_in_ledger() -> list[dict[str, Any]]:
-    return ledger.list_requests(get_store(load_settings()), 1000)
-
-
-def add_run_rows(sandbox: Sandbox, n: int) -> None:
-    rows = [
-        ["VN", "NOVA", f"2025-{1 + i % 12:02d}-01", f"2025-{1 + i % 12:02d}-{10 + i // 12:02d}", "", "", "run"]
-        for i in range(n)
-    ]
-    sandbox.type("Requests!A7", rows)
-
-
-def test_poll_killed_before_its_write_back_then_rerun(pg_env: str, sheets_sandbox: Sandbox) -> None:
-    # The write-back hangs; the poll process is SIGKILLed after it recorded the request.
-    sheets_sandbox.fault(delay=15, count=1, method="values.batchUpdate")
-    proc = cli_poll()
+def test_poll_process_killed_before_its_write_back_then_rerun(pg_env: str, sheets_sandbox: Sandbox) -> None:
+    """A real SIGKILL of a `guardian sheets poll` process after it recorded the request and tagged its row."""
+    sheets_sandbox.fault(delay=15, count=1, method="values.batchUpdateByDataFilter")
+    proc = subprocess.Popen(
+        [*GUARDIAN, "sheets", "poll", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
+    )
+    store = get_store(load_settings())
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not requests_in_ledger():
-        time.sleep(0.2)
-    assert requests_in_ledger(), proc.stderr.read() if proc.poll() is not None and proc.stderr else "no request"
-    time.sleep(0.3)
+    while (
+        time.monotonic() < deadline
+        and sheets_sandbox.calls()["by_method"].get("values.batchUpdateByDataFilter", 0) == 0
+    ):
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    row = sheets_sandbox.rows("Requests!G2:H2")
-    assert row == [["run"]]  # the kill hit before the status reached the sheet
-
-    settings = load_settings()
-    result = run_poll(settings, get_store(settings), lambda: SheetsClient.from_settings(settings))
-    assert result.new == []  # recognised, not recorded again
-    ledger_rows = requests_in_ledger()
-    assert len(ledger_rows) == 1
-    assert [r.dag_run_id for r in result.to_trigger] == [ledger_rows[0]["dag_run_id"]]
-    assert sheets_sandbox.rows("Requests!G2:H2") == [["queued", ledger_rows[0]["dag_run_id"]]]
-
-
-def test_retried_poll_after_failed_write_back_records_nothing_twice(
-    pg_env: str, sheets_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GUARDIAN_SHEETS__RETRIES", "1")
-    sheets_sandbox.fault(status=503, count=2, method="values.batchUpdate")
-    settings = load_settings()
-    store = get_store(settings)
-    with pytest.raises(IntegrationError, match="HTTP 503"):
-        run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-    first = requests_in_ledger()
-    assert len(first) == 1
-    retry = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-    assert retry.new == [] and [r.request_id for r in retry.to_trigger] == [first[0]["request_id"]]
-    assert len(requests_in_ledger()) == 1
-    # The request stays in to_trigger until Airflow confirms its run, then leaves it.
-    ledger.mark_triggered(store, [first[0]["request_id"]])
-    assert run_poll(settings, store, lambda: SheetsClient.from_settings(settings)).to_trigger == []
-
-
-def test_overlapping_polls_give_one_request_per_row(pg_env: str, sheets_sandbox: Sandbox) -> None:
-    add_run_rows(sheets_sandbox, 30)
-    # Every poll's read is slowed so that all four read the sheet before any of them writes.
-    sheets_sandbox.fault(delay=1.5, count=4, method="values.get")
-    procs = [cli_poll() for _ in range(4)]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        outputs.append(json.loads(out))
-    rows = requests_in_ledger()
-    assert len(rows) == 31
-    assert len({r["dag_run_id"] for r in rows}) == 31
-    assert sum(len(o["new_requests"]) for o in outputs) == 31  # each request recorded by exactly one poll
-    # Every poll hands the same run ids to the trigger step: Airflow refuses duplicates by run id.
-    for o in outputs:
-        assert {t["trigger_run_id"] for t in o["to_trigger"]} == {r["dag_run_id"] for r in rows}
-    statuses = sheets_sandbox.rows("Requests!G2:H37")
-    run_ids = [r[1] for r in statuses if r and r[0] == "queued"]
-    assert sorted(run_ids) == sorted(r["dag_run_id"] for r in rows)
-
-
-def test_rerun_of_the_same_sheet_state_after_ack_is_not_a_new_request(pg_env: str, sheets_sandbox: Sandbox) -> None:
-    """A poll that read the sheet before another poll's write-back must not take the old `run` as new."""
-    settings = load_settings()
-    store = get_store(settings)
-    early_read = ledger.now_utc()
-    first = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-    assert len(first.new) == 1
-    with store.read() as conn:
-        req = first.new[0]
-        acked = ledger.by_key(conn, req.request_key)
-        assert acked is not None and acked.acked_at is not None
-        # A poll whose read began before the acknowledgement computes the same key.
-        assert ledger.generation(conn, req.base_key, early_read) == 0
-        assert ledger.generation(conn, req.base_key, ledger.now_utc()) == 1
-
-
-@pytest.mark.parametrize("seed", [20261128, 7])
-def test_random_failures_converge_to_one_run_per_row(
-    seed: int, pg_env: str, sheets_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Polls, confirmations and completions interleaved with API failures at every step (seeded)."""
-    import random
-
-    from guardian.sheets.completion import report_run
-
-    monkeypatch.setenv("GUARDIAN_SHEETS__RETRIES", "0")
-    add_run_rows(sheets_sandbox, 20)
-    settings = load_settings()
-    store = get_store(settings)
-    rng = random.Random(seed)
-
-    def poll_once() -> None:
-        try:
-            result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-        except IntegrationError:
-            return
-        if rng.random() < 0.6:  # the trigger + confirm tasks ran (or the worker died before confirm)
-            ledger.mark_triggered(store, [r.request_id for r in result.to_trigger])
-
-    for _ in range(25):
-        action = rng.choice(["poll", "read_fails", "write_fails", "complete", "complete_write_fails"])
-        if action == "read_fails":
-            sheets_sandbox.fault(status=503, count=1, method="values.get")
-        elif action == "write_fails":
-            sheets_sandbox.fault(status=500, count=1, method="values.batchUpdate")
-        if action.startswith("complete"):
-            triggered = [r for r in requests_in_ledger() if r["status"] == "triggered"]
-            if triggered:
-                if action == "complete_write_fails":
-                    sheets_sandbox.fault(status=503, count=1, method="values.batchUpdate")
-                req = rng.choice(triggered)
-                report_run(
-                    settings,
-                    request_id=req["request_id"],
-                    dag_run_id=req["dag_run_id"],
-                    ok=rng.random() < 0.8,
-                    rows=rng.randint(1, 99),
-                    output_uri="gs://exports/x",
-                    error="boom",
-                )
-            continue
-        poll_once()
+    requests = ledger.list_requests(store)
+    assert len(requests) == 1 and sheets_sandbox.rows("Requests!G2:H2") == [["run"]]
     httpx.delete(sheets_sandbox.handle.url + "/_sandbox/faults").raise_for_status()
 
-    # Quiet period: polls, Airflow confirms everything, every run finishes, polls again.
-    for _ in range(2):
-        result = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-        ledger.mark_triggered(store, [r.request_id for r in result.to_trigger])
-    for req in requests_in_ledger():
-        if req["status"] == "triggered":
-            report_run(
-                settings,
-                request_id=req["request_id"],
-                dag_run_id=req["dag_run_id"],
-                ok=True,
-                rows=1,
-                output_uri=None,
-                error=None,
-            )
-    run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-    final = run_poll(settings, store, lambda: SheetsClient.from_settings(settings))
-    assert final.outcome == "no_change"
-
-    rows = requests_in_ledger()
-    assert len(rows) == 21 and len({r["dag_run_id"] for r in rows}) == 21
-    sheet = sheets_sandbox.rows("Requests!A1:K30")
-    by_run_id = {r["dag_run_id"]: r for r in rows}
-    shown = {line[7]: line[6] for line in sheet[1:] if len(line) > 7 and line[7]}
-    assert set(shown) == set(by_run_id)
-    for run_id, status in shown.items():
-        assert status == by_run_id[run_id]["status"] and status in {"completed", "failed"}
+    settings_ = load_settings()
+    result = run_poll(settings_, store, lambda: SheetsClient.from_settings(settings_))
+    assert result.new == []  # the same request, found again by its tag
+    assert [r.dag_run_id for r in result.to_trigger] == [requests[0]["dag_run_id"]]
+    assert sheets_sandbox.rows("Requests!G2:H2") == [["queued", requests[0]["dag_run_id"]]]
+    assert len(ledger.list_requests(store)) == 1

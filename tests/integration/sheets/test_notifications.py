@@ -36,7 +36,10 @@ def poll() -> Any:
     return run_poll(settings, get_store(settings), lambda: SheetsClient.from_settings(settings))
 
 
-def test_requester_gets_one_email_when_the_run_ends(sheets_sandbox: Sandbox, smtp: SmtpReceiver) -> None:
+def test_requester_gets_one_email_when_the_run_ends(
+    sheets_sandbox: Sandbox, smtp: SmtpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUARDIAN_SHEETS__REQUESTER_EMAIL_DOMAINS", "example.com")
     req = poll().new[0]
     for _ in range(2):  # a retried final task must not email twice
         report_run(
@@ -55,11 +58,29 @@ def test_requester_gets_one_email_when_the_run_ends(sheets_sandbox: Sandbox, smt
     assert "42 rows" in msg.get_content()
 
 
+def test_requester_outside_the_allowed_domains_gets_no_email(
+    sheets_sandbox: Sandbox, smtp: SmtpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone may type any address into a shared sheet; mail goes only to the organisation's domains.
+    monkeypatch.setenv("GUARDIAN_SHEETS__REQUESTER_EMAIL_DOMAINS", "corp.example")
+    req = poll().new[0]
+    report_run(
+        load_settings(),
+        request_id=req.request_id,
+        dag_run_id=req.dag_run_id,
+        ok=False,
+        rows=None,
+        output_uri=None,
+        error="boom",
+    )
+    assert smtp.messages == []
+
+
 def test_poll_failure_alerts_once_then_recovery_once(
     sheets_sandbox: Sandbox, smtp: SmtpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GUARDIAN_SHEETS__RETRIES", "0")
-    sheets_sandbox.fault(status=503, count=3, method="values.get")
+    sheets_sandbox.fault(status=503, count=3, method="spreadsheets.get")
     for _ in range(3):
         with pytest.raises(Exception, match="HTTP 503"):
             poll()

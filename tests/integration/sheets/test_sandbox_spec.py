@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import googleapiclient
+import httpx
 import jsonschema
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -171,3 +172,172 @@ def test_batch_get_of_many_ranges_goes_as_post_override(client: SheetsClient, sh
     ranges = [f"Requests!A{n}:K{n}" for n in range(1, 401)]
     got = client.batch_get_values(DEMO_SPREADSHEET_ID, ranges)
     assert len(got) == 400 and got[0][0][0] == "Country" and got[399] == []
+
+
+def _row_tag(svc: Any, sid: str, row: int, value: str) -> dict[str, Any]:
+    location = {"dimensionRange": {"sheetId": 0, "dimension": "ROWS", "startIndex": row, "endIndex": row + 1}}
+    md = {"metadataKey": "k", "metadataValue": value, "location": location, "visibility": "DOCUMENT"}
+    return {"createDeveloperMetadata": {"developerMetadata": md}}
+
+
+def test_row_operations_metadata_and_data_filters_follow_the_discovery_document(
+    client: SheetsClient, schemas: dict[str, Any], sheets_sandbox: Sandbox
+) -> None:
+    svc = client._service
+    sid = DEMO_SPREADSHEET_ID
+
+    def batch(*requests: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        out = svc.spreadsheets().batchUpdate(spreadsheetId=sid, body={"requests": list(requests), **extra}).execute()
+        check(schemas, "BatchUpdateSpreadsheetResponse", out)
+        return out
+
+    def where(value: str) -> int:
+        found = (
+            svc.spreadsheets()
+            .developerMetadata()
+            .search(spreadsheetId=sid, body={"dataFilters": [{"developerMetadataLookup": {"metadataValue": value}}]})
+            .execute()
+        )
+        check(schemas, "SearchDeveloperMetadataResponse", found)
+        return int(
+            found["matchedDeveloperMetadata"][0]["developerMetadata"]["location"]["dimensionRange"]["startIndex"]
+        )
+
+    made = batch(_row_tag(svc, sid, 1, "acme"), _row_tag(svc, sid, 5, "manual"))
+    assert made["replies"][0]["createDeveloperMetadata"]["developerMetadata"]["metadataId"] > 0
+    # insertDimension above: the metadata moves down with its row.
+    batch({"insertDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": 1, "endIndex": 3}}})
+    assert where("acme") == 3 and where("manual") == 7
+    # moveDimension: destinationIndex counts rows before the source is taken out.
+    batch(
+        {
+            "moveDimension": {
+                "source": {"sheetId": 0, "dimension": "ROWS", "startIndex": 3, "endIndex": 4},
+                "destinationIndex": 8,
+            }
+        }
+    )
+    assert where("acme") == 7 and where("manual") == 6
+    # sortRange of whole rows: metadata travels with the row.
+    batch(
+        {
+            "sortRange": {
+                "range": {"sheetId": 0, "startRowIndex": 1, "endRowIndex": 9},
+                "sortSpecs": [{"dimensionIndex": 10, "sortOrder": "ASCENDING"}],
+            }
+        }
+    )
+    rows = client.get_values(sid, "Requests!A1:K9", render="FORMULA")
+    assert rows[where("acme")][10] == "January, Thailand" and rows[where("manual")][6] == "done by hand"
+    # values by data filter: the tagged row, whatever its number; nulls leave cells alone.
+    lookup = {"developerMetadataLookup": {"metadataKey": "k", "metadataValue": "acme"}}
+    got = (
+        svc.spreadsheets()
+        .values()
+        .batchGetByDataFilter(spreadsheetId=sid, body={"dataFilters": [lookup], "valueRenderOption": "FORMULA"})
+        .execute()
+    )
+    check(schemas, "BatchGetValuesByDataFilterResponse", got)
+    assert got["valueRanges"][0]["valueRange"]["values"][0][10] == "January, Thailand"
+    put = (
+        svc.spreadsheets()
+        .values()
+        .batchUpdateByDataFilter(
+            spreadsheetId=sid,
+            body={"valueInputOption": "RAW", "data": [{"dataFilter": lookup, "values": [[None] * 6 + ["queued"]]}]},
+        )
+        .execute()
+    )
+    check(schemas, "BatchUpdateValuesByDataFilterResponse", put)
+    row = client.get_values(sid, f"Requests!A{where('acme') + 1}:K{where('acme') + 1}")[0]
+    assert row[6] == "queued" and row[0] == "TH" and row[10] == "January, Thailand"
+    # spreadsheets.get with grid data: values and each row's metadata in one answer.
+    grid = svc.spreadsheets().get(spreadsheetId=sid, ranges=["Requests!A1:K12"], includeGridData=True).execute()
+    check(schemas, "Spreadsheet", grid)
+    metas = grid["sheets"][0]["data"][0]["rowMetadata"]
+    assert metas[where("acme")]["developerMetadata"][0]["metadataValue"] == "acme"
+    # deleteDimension: the row's metadata goes with it.
+    at = where("acme")
+    batch({"deleteDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": at, "endIndex": at + 1}}})
+    gone = (
+        svc.spreadsheets()
+        .developerMetadata()
+        .search(spreadsheetId=sid, body={"dataFilters": [{"developerMetadataLookup": {"metadataValue": "acme"}}]})
+        .execute()
+    )
+    assert gone == {}
+    # The updated spreadsheet in a batchUpdate's answer, as asked.
+    answer = batch(
+        {
+            "setDataValidation": {
+                "range": {
+                    "sheetId": 0,
+                    "startRowIndex": 1,
+                    "endRowIndex": 5,
+                    "startColumnIndex": 6,
+                    "endColumnIndex": 7,
+                },
+                "rule": {
+                    "condition": {"type": "ONE_OF_LIST", "values": [{"userEnteredValue": "run"}]},
+                    "showCustomUi": True,
+                },
+            }
+        },
+        {
+            "addProtectedRange": {
+                "protectedRange": {
+                    "range": {"sheetId": 0, "startColumnIndex": 7, "endColumnIndex": 8},
+                    "description": "d",
+                    "warningOnly": True,
+                }
+            }
+        },
+        includeSpreadsheetInResponse=True,
+        responseRanges=["Requests!A1:K3"],
+        responseIncludeGridData=True,
+    )
+    updated = answer["updatedSpreadsheet"]["sheets"][0]
+    assert updated["protectedRanges"][0]["warningOnly"] is True
+    assert updated["data"][0]["rowData"][1]["values"][6]["dataValidation"]["showCustomUi"] is True
+
+
+def test_batches_are_all_or_nothing(client: SheetsClient, sheets_sandbox: Sandbox) -> None:
+    before = sheets_sandbox.rows()
+    with pytest.raises(IntegrationError, match="HTTP 400"):
+        client.batch_update_spreadsheet(
+            DEMO_SPREADSHEET_ID,
+            [
+                {"insertDimension": {"range": {"sheetId": 0, "dimension": "ROWS", "startIndex": 1, "endIndex": 2}}},
+                {"deleteDimension": {"range": {"sheetId": 99, "dimension": "ROWS", "startIndex": 1, "endIndex": 2}}},
+            ],
+        )
+    with pytest.raises(IntegrationError, match="HTTP 400"):
+        client.batch_update_values(DEMO_SPREADSHEET_ID, [("Requests!L1", [["x"]]), ("Requests!A1:B1", [["a"], ["b"]])])
+    assert sheets_sandbox.rows() == before
+
+
+def test_quota_error_carries_googles_details(sheets_sandbox: Sandbox) -> None:
+    sheets_sandbox.fault(status=429, count=1, method="spreadsheets.get")
+    answer = httpx.get(f"{sheets_sandbox.handle.url}/v4/spreadsheets/{DEMO_SPREADSHEET_ID}")
+    assert answer.status_code == 429
+    error = answer.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    info = next(d for d in error["details"] if d["@type"].endswith("google.rpc.ErrorInfo"))
+    assert info["reason"] == "RATE_LIMIT_EXCEEDED" and info["metadata"]["quota_metric"].endswith("read_requests")
+
+
+def test_setup_is_idempotent_and_changes_no_value(sheets_sandbox: Sandbox) -> None:
+    from guardian.settings import load_settings
+    from guardian.sheets.setup import setup
+
+    settings = load_settings()
+    before = sheets_sandbox.rows()
+    first = setup(settings, SheetsClient.from_settings(settings))
+    second = setup(settings, SheetsClient.from_settings(settings))
+    assert first.protected_added == ["run_id", "message", "updated_at"] and second.protected_added == []
+    assert sheets_sandbox.rows() == before
+    tab = sheets_sandbox.state.spreadsheets[DEMO_SPREADSHEET_ID].tabs[0]
+    assert len(tab.protected) == 3 and all(p["warningOnly"] for p in tab.protected)
+    rule = tab.validation[(2, 7)]  # Status of the first data row
+    assert [v["userEnteredValue"] for v in rule["condition"]["values"]][:2] == ["run", "queued"]
+    assert "guardian" in tab.notes[(1, 8)].lower()  # Run ID header note

@@ -9,7 +9,7 @@ import pytest
 from guardian.errors import ValidationFailed
 from guardian.settings import load_settings
 from guardian.sheets.a1 import parse
-from guardian.sheets.control import SheetLayoutError, SheetRow, parse_table, previous_month, validate_row, values_hash
+from guardian.sheets.control import SheetLayoutError, SheetRow, parse_table, previous_month, validate_row
 from guardian.sheets.ledger import base_key, dag_run_id_of, request_id_of, request_key
 
 TODAY = date(2026, 3, 15)
@@ -105,8 +105,3 @@ def test_keys_are_deterministic_and_distinguish_reruns() -> None:
     assert request_key(base, 0) != request_key(base, 1)
     rid = request_id_of(request_key(base, 0))
     assert len(rid) == 16 and dag_run_id_of(rid) == f"sheets__{rid}"
-
-
-def test_values_hash_ignores_trailing_blanks_only() -> None:
-    assert values_hash([["a", ""], [], [""]]) == values_hash([["a"]])
-    assert values_hash([["a"]]) != values_hash([["a "]])
