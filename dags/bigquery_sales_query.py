@@ -21,6 +21,8 @@ Tasks: `validate_params` -> `cost_guard` (the whole run's estimate vs its byte b
 table) -> `quality_gate` -> `export` -> `sheet_output` -> `finish` (always runs: run record,
 Sheets request status, email summary). Every BigQuery job carries what remains of the budget as
 `maximum_bytes_billed` and labels naming dag, task, run and requester; a retry reattaches to its job.
+`run_query`, `quality_gate`, `export` and `sheet_output` wait on BigQuery jobs and run in the
+`bigquery_sales` pool: when it is full they queue instead of holding more workers.
 
 **Triage**
 - `validate_params` failed: the log's last line names the param and the fix; trigger again.
@@ -35,6 +37,11 @@ Sheets request status, email summary). Every BigQuery job carries what remains o
 - `finish` failed: the run failed upstream (its error is in the log); it reports to the requester.
 See docs/services/sales.md.
 """
+
+# Tasks that wait on BigQuery jobs share this pool, so a long query or export holds at most its
+# slots of the workers and never starves the other DAGs; create it once per deployment with
+# `airflow pools set bigquery_sales 2 "sales extract tasks waiting on BigQuery"` (docs/services/sales.md).
+SALES_POOL = "bigquery_sales"
 
 _CODES = {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,20}$"}, "minItems": 1}
 
@@ -84,7 +91,7 @@ def bigquery_sales_query() -> None:
         print(line)
         return line
 
-    @task
+    @task(pool=SALES_POOL)
     def run_query(params: dict | None = None, run_id: str | None = None) -> dict:  # type: ignore[type-arg]
         from guardian.airflow import dagkit, lineage, sales
         from guardian.sales import service
@@ -95,7 +102,7 @@ def bigquery_sales_query() -> None:
         lineage.report(inputs=[sales.source_uri(dagkit.task_settings())])
         return {"job_id": stats.job_id, "rows": stats.rows, "bytes_processed": stats.bytes_processed}
 
-    @task(retries=0)
+    @task(retries=0, pool=SALES_POOL)
     def quality_gate(params: dict | None = None, run_id: str | None = None) -> list:  # type: ignore[type-arg]
         from guardian.airflow import sales
         from guardian.sales import service
@@ -105,7 +112,7 @@ def bigquery_sales_query() -> None:
         results = sales.call(service.quality_step, params or {}, str(run_id))
         return [{"check": r.check, "passed": r.passed, "message": r.message} for r in results]
 
-    @task
+    @task(pool=SALES_POOL)
     def export(params: dict | None = None, run_id: str | None = None) -> dict:  # type: ignore[type-arg]
         from guardian.airflow import lineage, sales
         from guardian.sales import service
@@ -116,7 +123,7 @@ def bigquery_sales_query() -> None:
         lineage.report(outputs=[result.output_uri])
         return {"manifest": result.manifest_uri, "rows": result.rows, "files": len(result.files)}
 
-    @task
+    @task(pool=SALES_POOL)
     def sheet_output(params: dict | None = None, run_id: str | None = None) -> str | None:  # type: ignore[type-arg]
         from guardian.airflow import lineage, sales
         from guardian.sales import service

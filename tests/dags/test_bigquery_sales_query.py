@@ -125,3 +125,17 @@ def test_only_airflow_injected_keys_are_dropped() -> None:
     from guardian.airflow.sales import user_params
 
     assert user_params({**CONF, "openlineage": {}, "colour": "red"}) == {**CONF, "colour": "red"}
+
+
+def test_tasks_waiting_on_bigquery_share_the_pool_and_the_rest_never_queue_behind_it() -> None:
+    """Only the tasks that wait on BigQuery jobs take a slot of the bigquery_sales pool.
+
+    finish must stay out of it (it always runs and reports), and so must the cheap steps before
+    the query; the pool's name is the one the docs tell operators to create.
+    """
+    dag = _load_dag()
+    pools = {task.task_id: task.pool for task in dag.tasks}
+    waiting = {"run_query", "quality_gate", "export", "sheet_output"}
+    assert {t for t, pool in pools.items() if pool == "bigquery_sales"} == waiting
+    assert all(pools[t] == "default_pool" for t in set(pools) - waiting)
+    assert "airflow pools set bigquery_sales" in (REPO / "docs" / "services" / "sales.md").read_text()

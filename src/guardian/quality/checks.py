@@ -37,6 +37,10 @@ class Check:
     params: Params = field(default_factory=dict)
     # Turns (violations, total rows) into a verdict; default: no violations allowed.
     passes: Callable[[int, int], bool] = field(default=lambda violations, _total: violations == 0, compare=False)
+    # A check that is not a sum over rows (uniqueness) gives a per-row analytic expression and a
+    # COUNTIF over it ("{w}" stands for its value), so it can also be counted per group.
+    window: str = ""
+    window_violations: str = ""
 
 
 def not_null(columns: Sequence[str], *, name: str = "completeness_not_null") -> Check:
@@ -47,10 +51,14 @@ def not_null(columns: Sequence[str], *, name: str = "completeness_not_null") -> 
 
 def unique(column: str, *, name: str | None = None) -> Check:
     """No duplicate values in ``column`` (nulls are the not-null check's business)."""
+    col = _col(column)
     return Check(
         name or f"unique_{column}",
-        f"COUNT({_col(column)}) - COUNT(DISTINCT {_col(column)})",
+        f"COUNT({col}) - COUNT(DISTINCT {col})",
         f"duplicate {column} values",
+        # Every non-null row after the first of its value: COUNT(x) - COUNT(DISTINCT x), row by row.
+        window=f"ROW_NUMBER() OVER (PARTITION BY {col})",
+        window_violations=f"COUNTIF({col} IS NOT NULL AND {{w}} > 1)",
     )
 
 
@@ -121,3 +129,82 @@ def run_checks(
         message = f"{violations} {check.describe}" if violations else f"no {check.describe}"
         results.append(CheckResult(check.name, ok, message, severity, {"violations": violations, "rows": total}))
     return results, total
+
+
+def _columns(sql_texts: Sequence[str]) -> list[str]:
+    names: set[str] = set()
+    for text in sql_texts:
+        names.update(c.name for c in sqlglot.parse_one(text, read="bigquery").find_all(exp.Column))
+    return sorted(names)
+
+
+def grouped_suite_sql(
+    table: exp.Table,
+    checks: Sequence[Check],
+    group: Sequence[tuple[str, str]],
+    measures: Sequence[tuple[str, str]] = (),
+) -> tuple[str, Params]:
+    """One query computing every check's violations, the row count and ``measures`` per group, in one scan.
+
+    ``group`` and ``measures`` are (BigQuery expression, alias) pairs. Summing a check's
+    violations over the groups gives exactly its :func:`suite_sql` count, so one pass over the
+    table serves both the row checks and per-group figures (coverage, per-slice totals): the
+    table's columns are read, and billed, once. A check with a ``window`` (uniqueness) gets its
+    analytic value from an inner select naming only the columns the query needs.
+    """
+    names = {check.name for check in checks}
+    if len(names) != len(checks):
+        raise ValueError("check names must be unique within a suite")
+    selects = [f"{expr} AS {alias}" for expr, alias in group]
+    selects += [f"{expr} AS {alias}" for expr, alias in measures]
+    windows: list[str] = []
+    for i, check in enumerate(checks):
+        if check.window:
+            alias = f"_w{i}"
+            windows.append(f"{check.window} AS {alias}")
+            selects.append(f"{check.window_violations.format(w=alias)} AS c{i}")
+        else:
+            selects.append(f"{check.violations_sql} AS c{i}")
+    selects.append("COUNT(*) AS total_rows")
+    source = table.sql(dialect="bigquery")
+    if windows:
+        texts = [e for e, _a in [*group, *measures]] + [c.violations_sql for c in checks if not c.window]
+        texts += [c.window for c in checks if c.window]
+        texts += [c.window_violations.format(w="_w") for c in checks if c.window]
+        cols = ", ".join(_col(c) for c in _columns(texts) if c != "_w")
+        source = f"(SELECT {cols}, {', '.join(windows)} FROM {source})"
+    params: Params = {}
+    for check in checks:
+        params.update(check.params)
+    sql = f"SELECT {', '.join(selects)} FROM {source} GROUP BY {', '.join(alias for _e, alias in group)}"
+    return sqlglot.transpile(sql, read="bigquery", write="bigquery")[0], params
+
+
+class RowsRunner(Protocol):
+    """Runs one BigQuery-dialect query with named params and returns (column names, rows)."""
+
+    def query_rows(self, bigquery_sql: str, params: Params) -> tuple[list[str], list[list[Any]]]: ...
+
+
+def run_grouped_checks(
+    runner: RowsRunner,
+    table: exp.Table,
+    checks: Sequence[Check],
+    group: Sequence[tuple[str, str]],
+    measures: Sequence[tuple[str, str]] = (),
+    *,
+    warn_only: Sequence[str] = (),
+) -> tuple[list[CheckResult], list[dict[str, Any]]]:
+    """Evaluate the checks in the one grouped scan of :func:`grouped_suite_sql`; return them and the groups."""
+    sql, params = grouped_suite_sql(table, checks, group, measures)
+    cols, rows = runner.query_rows(sql, params)
+    groups = [dict(zip(cols, row, strict=True)) for row in rows]
+    total = sum(int(g.get("total_rows") or 0) for g in groups)
+    results = []
+    for i, check in enumerate(checks):
+        violations = sum(int(g.get(f"c{i}") or 0) for g in groups)
+        ok = check.passes(violations, total)
+        severity: Severity = "warn" if check.name in warn_only else check.severity
+        message = f"{violations} {check.describe}" if violations else f"no {check.describe}"
+        results.append(CheckResult(check.name, ok, message, severity, {"violations": violations, "rows": total}))
+    return results, groups

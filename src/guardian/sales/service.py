@@ -130,7 +130,7 @@ def _freshness_params(settings: Settings, params: ExtractParams) -> dict[str, tu
 
 
 # -- estimate / cost guard -----------------------------------------------------------------
-JOBS_AFTER_QUERY = 3  # quality checks, coverage, slice listing (+ one export job per slice, + freshness)
+JOBS_AFTER_QUERY = 1  # the gate's one pass (+ one export job per slice, + freshness; a listing only after a rerun)
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,8 @@ def estimate(d: Deps, params: ExtractParams) -> CostCheck:
         ("freshness", max(fresh.bytes, minimum)),
         ("result reads (minimum charge)", minimum * (JOBS_AFTER_QUERY + slices)),
     )
-    # The result is at most what the query reads; checks, coverage, listing and exports read it about 3 times.
-    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, 3 * est.bytes)
+    # The result is at most what the query reads; the gate's pass and the exports read it about twice.
+    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, 2 * est.bytes)
 
 
 def guard(check: CostCheck) -> None:
@@ -303,13 +303,14 @@ def sales_checks(settings: Settings, params: ExtractParams) -> list[qc.Check]:
     return checks
 
 
-def coverage_sql(params: ExtractParams, table: str) -> str:
-    """Rows and net amount per period x slice of the result (the coverage and volume checks' input)."""
-    col = DATE_COLUMN[params.granularity]
-    return (
-        f"SELECT {col} AS period, country_code, brand_code, COUNT(*) AS n, SUM(net_amount) AS amount "
-        f"FROM {table} GROUP BY period, country_code, brand_code"
-    )
+def gate_groups(params: ExtractParams) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The groups (period x slice) and measures of the gate's one pass over the result."""
+    group = [
+        (DATE_COLUMN[params.granularity], "period"),
+        ("country_code", "country_code"),
+        ("brand_code", "brand_code"),
+    ]
+    return group, [("COUNT(*)", "n"), ("SUM(net_amount)", "amount")]
 
 
 def _volume_history(d: Deps, params: ExtractParams, run_id: str) -> dict[str, list[float]]:
@@ -361,19 +362,23 @@ def quality_step(d: Deps, params: ExtractParams, run_id: str) -> list[CheckResul
                 )
             )
         else:
-            # Checked before any of these jobs bills: two reads of the result and the freshness probe.
-            budget.spec("quality_gate", fingerprint, need=_need(d, name, 3, reads=2.0))
+            # Checked before any of these jobs bills: one read of the result and the freshness probe.
+            budget.spec("quality_gate", fingerprint, need=_need(d, name, 2))
             table = d.warehouse.result_table(name)
 
             class _Runner:
-                def query_one(self, sql: str, binds: qc.Params) -> dict[str, Any]:
-                    return d.warehouse.query_one(sql, binds, name, budget.spec("quality_gate", fingerprint + "checks"))
+                def query_rows(self, sql: str, binds: qc.Params) -> tuple[list[str], list[list[Any]]]:
+                    spec = budget.spec("quality_gate", fingerprint + "pass")
+                    return d.warehouse.query_rows(sql, binds, name, 10_000_000, spec)
 
-            sql_results, _rows = qc.run_checks(
-                _Runner(), table, sales_checks(d.settings, params), warn_only=cfg.warn_only_checks
+            # One pass over the result: the row checks and the rows and net amount per period x
+            # slice (coverage, volume, freshness and the export's reconciliation read those).
+            sql_results, groups = qc.run_grouped_checks(
+                _Runner(), table, sales_checks(d.settings, params), *gate_groups(params), warn_only=cfg.warn_only_checks
             )
             results.extend(sql_results)
-            results.extend(_coverage_checks(d, params, run_id, budget, fingerprint))
+            job_id = (runs.get_run(d.store, run_id) or {}).get("job_id")
+            results.extend(_coverage_checks(d, params, run_id, budget, fingerprint, groups, job_id))
         save_results(d.store, SUITE, run_id, results)
         summary = [
             {"check": r.check, "passed": r.passed, "severity": r.severity, "message": r.message} for r in results
@@ -391,20 +396,25 @@ def quality_step(d: Deps, params: ExtractParams, run_id: str) -> list[CheckResul
 
 
 def _coverage_checks(
-    d: Deps, params: ExtractParams, run_id: str, budget: RunBudget, fingerprint: str
+    d: Deps,
+    params: ExtractParams,
+    run_id: str,
+    budget: RunBudget,
+    fingerprint: str,
+    groups: list[dict[str, Any]],
+    job_id: Any,
 ) -> list[CheckResult]:
     cfg = d.settings.sales
     name = result_name(run_id)
-    table = d.warehouse.result_table(name).sql(dialect="bigquery")
-    cols, rows = d.warehouse.query_rows(
-        coverage_sql(params, table), {}, name, 10_000_000, budget.spec("quality_gate", fingerprint + "coverage")
-    )
     counts: dict[tuple[str, str, date], int] = {}
-    for row in rows:
-        rec = dict(zip(cols, row, strict=True))
+    totals: dict[str, list[float]] = {}
+    for rec in groups:
         period = rec["period"]
         period = period.date() if isinstance(period, datetime) else period
         counts[(str(rec["country_code"]), str(rec["brand_code"]), period)] = int(rec["n"])
+        total = totals.setdefault(f"{rec['country_code']}/{rec['brand_code']}", [0, 0.0])
+        total[0] += int(rec["n"])
+        total[1] += float(rec["amount"] or 0)
     grain = "month" if params.granularity == "month" else "day"
     slices = [(c, b) for c in params.countries for b in params.brands]
     start = params.start_date.replace(day=1) if grain == "month" else params.start_date
@@ -426,7 +436,14 @@ def _coverage_checks(
         coverage.passed,
         coverage.message,
         coverage.severity,
-        {**coverage.details, "granularity": params.granularity, "per_period": per_period},
+        {
+            **coverage.details,
+            "granularity": params.granularity,
+            "per_period": per_period,
+            # What the export reconciles its files with, for this result (the job that made it).
+            "result_job": job_id,
+            "slices": {key: [int(n), round(amount, 6)] for key, (n, amount) in sorted(totals.items())},
+        },
     )
     volume = gate.volume(
         per_period,
@@ -465,6 +482,27 @@ def listing_sql(table: str) -> str:
     )
 
 
+def _gate_listing(d: Deps, run_id: str, job_id: Any) -> list[dict[str, Any]] | None:
+    """Rows and net amount per slice from the gate's pass over this very result, or None.
+
+    The gate read them from the result made by ``job_id``; a result made by another job (the
+    query ran again after the result was dropped or expired) must be listed anew.
+    """
+    for row in latest_results(d.store, suite=SUITE, subject=run_id, limit=50):
+        if row["check_name"] != "coverage":
+            continue
+        details = row.get("details") or {}
+        if job_id is None or details.get("result_job") != job_id or "slices" not in details:
+            return None
+        out = []
+        for key, (n, amount) in sorted(details["slices"].items()):
+            country, brand = key.split("/", 1)
+            if int(n) > 0:
+                out.append({"country_code": country, "brand_code": brand, "n": int(n), "amount": amount})
+        return out
+    return None
+
+
 def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
     """Write the result under run_id=<run>/ with the manifest last (audited: it replaces a prior export).
 
@@ -481,12 +519,15 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
         generation = str(run.get("job_id"))
         fingerprint = _fingerprint(params, query) + generation
         slices_n = len(params.countries) * len(params.brands)
-        budget.spec("export", fingerprint, need=_need(d, name, 1 + slices_n, reads=1.25))
-        table = d.warehouse.result_table(name).sql(dialect="bigquery")
-        cols, rows = d.warehouse.query_rows(
-            listing_sql(table), {}, name, 100_000, budget.spec("export", fingerprint + "list")
-        )
-        listing = [dict(zip(cols, row, strict=True)) for row in rows]
+        listing = _gate_listing(d, run_id, run.get("job_id"))
+        budget.spec("export", fingerprint, need=_need(d, name, slices_n + (listing is None), reads=1.25))
+        if listing is None:
+            # The gate's figures are of another result (the query ran again): list this one.
+            table = d.warehouse.result_table(name).sql(dialect="bigquery")
+            cols, rows = d.warehouse.query_rows(
+                listing_sql(table), {}, name, 100_000, budget.spec("export", fingerprint + "list")
+            )
+            listing = [dict(zip(cols, row, strict=True)) for row in rows]
         slices = [(str(r["country_code"]), str(r["brand_code"]), int(r["n"])) for r in listing]
         expected = {f"{r['country_code']}/{r['brand_code']}": (int(r["n"]), _num(r["amount"])) for r in listing}
         # Same result job, same files: a retried export reattaches to its jobs and rewrites the same keys.

@@ -9,6 +9,8 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlglot import exp
 
 from guardian.quality import checks as qc
@@ -111,3 +113,52 @@ def test_results_are_stored_and_read_back(runner: DuckRunner) -> None:
         "currency_known",
         "sign_consistent",
     }
+
+
+# Invariant: the gate's one grouped pass finds exactly the violations (and rows) the single-table
+# scan finds, for every check, whatever the data: duplicates across groups, nulls, bad values.
+_rows = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(1, 12)),  # entry_no: small range, so duplicates across days happen
+        st.sampled_from([date(2026, 1, 1), date(2026, 1, 2), date(2026, 2, 1)]),
+        st.sampled_from(["TH", "VN"]),
+        st.one_of(st.none(), st.sampled_from(["THB", "VND", "ZZZ"])),
+        st.integers(-3, 3),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(rows=_rows)
+def test_grouped_pass_counts_exactly_what_the_single_scan_counts(rows: list[tuple[Any, ...]]) -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (entry_no BIGINT, sale_date DATE, country_code VARCHAR, currency_code VARCHAR, q INT)")
+    if rows:
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    one = DuckRunner(con)
+    checks = [
+        qc.not_null(["entry_no", "currency_code"], name="nn"),
+        qc.unique("entry_no", name="uniq"),
+        qc.accepted_values("currency_code", ["THB", "VND"], name="cur"),
+        qc.rule("positive", "q <= 0", "rows with q <= 0"),
+    ]
+    table = exp.Table(this=exp.to_identifier("t"))
+    single, total = qc.run_checks(one, table, checks)
+
+    class Rows:
+        def query_rows(self, bigquery_sql: str, params: qc.Params) -> tuple[list[str], list[list[Any]]]:
+            cursor = con.execute(
+                sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")[0],
+                {k: v for k, (_t, v) in params.items()},
+            )
+            return [d[0] for d in cursor.description], [list(r) for r in cursor.fetchall()]
+
+    group = [("sale_date", "period"), ("country_code", "country_code")]
+    grouped, groups = qc.run_grouped_checks(Rows(), table, checks, group, [("COUNT(*)", "n")])
+    assert [(r.check, r.details["violations"], r.passed) for r in grouped] == [
+        (r.check, r.details["violations"], r.passed) for r in single
+    ]
+    assert sum(g["n"] for g in groups) == total == len(rows)
+    expected_dups = sum(1 for e, *_ in rows if e is not None) - len({e for e, *_ in rows if e is not None})
+    assert grouped[1].details["violations"] == expected_dups
