@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from guardian.errors import ConfigError
 from guardian.monitoring.alerts import Condition, evaluate, open_alerts, parse_intervals, reconcile
+from guardian.monitoring.config import MonitoringSettings
 from guardian.monitoring.health import RunRecord, compute_health, percentile, prune, upsert_runs
 from guardian.settings import load_settings
 from guardian.store import get_store
@@ -186,7 +188,7 @@ def test_a_dag_that_always_failed_this_often_is_not_a_regression_but_a_collapse_
 @example(history=[False] * 30, recent=[False, True] * 3 + [False] * 4)  # a regression
 @example(history=[True] * 30, recent=[True] * 10)  # down for good
 @example(history=[True, False] * 3, recent=[True] * 2 + [False] * 8)  # recovering
-@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_failure_rate_is_judged_against_the_runs_before_the_window(history: list[bool], recent: list[bool]) -> None:
     from guardian.store import reset_stores
 
@@ -196,14 +198,72 @@ def test_failure_rate_is_judged_against_the_runs_before_the_window(history: list
     flags = history + recent  # True: the run failed
     upsert_runs(store, _states("p", ["failed" if f else "success" for f in flags]), source="test")
     alerted = bool(_failure_rate(store, cfg))
-    m = cfg.monitoring
+    assert alerted is _model_alerts(flags, cfg.monitoring)
+
+
+def _model_alerts(flags: list[bool], m: MonitoringSettings) -> bool:
+    # The rule in plain terms, over the whole history (True: the run failed), oldest first.
     window = flags[len(flags) - m.failure_rate_window :] if len(flags) > m.failure_rate_window else flags
     earlier = flags[: len(flags) - len(window)][-m.failure_rate_baseline_runs :]
     rate = sum(window) / len(window) if window else 0.0
     base = sum(earlier) / len(earlier) if len(earlier) >= m.failure_rate_min_runs else 0.0
-    expected = (
+    return (
         len(window) >= m.failure_rate_min_runs
         and rate > m.failure_rate_threshold
         and (rate >= m.failure_rate_ceiling or rate - base > m.failure_rate_margin)
     )
-    assert alerted is expected
+
+
+# Invariant: as runs arrive and the hourly check runs, the failure-rate alert of a DAG is open
+# exactly when the rule holds on the runs seen so far, and each check reports a transition only
+# when that changes (one start, one clear: the alert state machine is unchanged).
+class FailureRateMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        from sqlalchemy import delete
+
+        from guardian.monitoring.tables import alerts, dag_runs
+
+        self.cfg = load_settings(monitoring={"failure_rate_baseline_runs": 20})
+        self.store = get_store(self.cfg)
+        with self.store.write() as conn:
+            conn.execute(delete(dag_runs))
+            conn.execute(delete(alerts))
+        self.flags: list[bool] = []
+        self.open = False
+
+    def _now(self) -> datetime:
+        return NOW + timedelta(minutes=5 * len(self.flags) + 1)
+
+    @rule(batch=st.lists(st.booleans(), min_size=1, max_size=8))
+    def runs_finish(self, batch: list[bool]) -> None:
+        records = []
+        for failed in batch:
+            self.flags.append(failed)
+            end = NOW + timedelta(minutes=5 * len(self.flags))
+            state = "failed" if failed else "success"
+            records.append(RunRecord("m", f"m-{len(self.flags)}", state, end - timedelta(seconds=30), end))
+        upsert_runs(self.store, records, source="test")
+
+    @rule()
+    def hourly_check(self) -> None:
+        now = self._now()
+        conditions = [
+            c
+            for c in evaluate(self.cfg, self.store, compute_health(self.store, now=now), now=now)
+            if c.kind == "failure_rate"
+        ]
+        changes = reconcile(self.store, conditions, now)
+        expected = _model_alerts(self.flags, self.cfg.monitoring)
+        assert [t.started for t in changes] == ([expected] if expected != self.open else [])
+        self.open = expected
+
+    @invariant()
+    def open_alert_matches_the_model(self) -> None:
+        assert any(a["key"] == "failure_rate:m" for a in open_alerts(self.store)) is self.open
+
+
+FailureRateMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+test_failure_rate_alert_follows_the_runs = FailureRateMachine.TestCase
