@@ -241,11 +241,12 @@ ThrottleMachine.TestCase.settings = settings(
 test_login_throttle_is_shared_and_exact = ThrottleMachine.TestCase
 
 
-def test_a_restarted_server_keeps_refusing(users: None) -> None:
+def test_a_restarted_server_keeps_refusing(users: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from guardian.store import reset_stores
 
+    monkeypatch.setenv("GUARDIAN_WEB__LOGIN_MAX_FAILURES", "2")  # fewer argon2 checks; the limit is what counts
     first = TestClient(_app(), base_url="https://testserver")
-    for _ in range(5):
+    for _ in range(2):
         assert first.post("/login", data={"username": "viewer1", "password": "guess"}).status_code == 401
     reset_stores()  # a new process: new app, new store engine, same database
     second = TestClient(_app(), base_url="https://testserver")
@@ -254,7 +255,7 @@ def test_a_restarted_server_keeps_refusing(users: None) -> None:
 
 
 @pytest.mark.postgres
-def test_two_server_processes_share_the_count(users: None, pg_env: str) -> None:
+def test_two_server_processes_share_the_count(users: None, pg_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # One `guardian serve` process over real HTTP and one app in this process, on one PostgreSQL store.
     import socket
     import subprocess
@@ -265,6 +266,7 @@ def test_two_server_processes_share_the_count(users: None, pg_env: str) -> None:
 
     from guardian.store import get_store
 
+    monkeypatch.setenv("GUARDIAN_WEB__LOGIN_MAX_FAILURES", "3")  # both processes read it
     get_store(load_settings()).migrate()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -295,7 +297,7 @@ def test_two_server_processes_share_the_count(users: None, pg_env: str) -> None:
                     raise
                 time.sleep(0.1)
         local = TestClient(_app(), base_url="https://testserver")
-        for i in range(5):
+        for i in range(3):  # remote, local, remote: neither process alone has seen 3
             client = remote if i % 2 == 0 else local
             assert client.post("/login", data={"username": "viewer1", "password": "guess"}).status_code == 401
         for client in (remote, local):
