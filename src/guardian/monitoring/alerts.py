@@ -20,6 +20,7 @@ from guardian.monitoring.health import DagHealth, _utc, baseline_durations, last
 from guardian.monitoring.tables import alerts
 
 if TYPE_CHECKING:
+    from guardian.monitoring.config import MonitoringSettings
     from guardian.monitoring.messages import Transport
     from guardian.settings import Settings
     from guardian.store import Store
@@ -72,6 +73,36 @@ def _human(delta: timedelta) -> str:
     return f"{minutes // 1440} days"
 
 
+def failure_rate_regression(
+    recent: Sequence[str], before: Sequence[str], cfg: MonitoringSettings
+) -> tuple[float, str] | None:
+    """(rate, message) when the recent runs fail more often than the runs before them allow; else None.
+
+    ``recent`` are the states of the newest ``failure_rate_window`` finished runs, ``before`` those of
+    the runs that finished before them (the baseline). The window alerts when it holds at least
+    ``failure_rate_min_runs`` runs, its failure rate exceeds ``failure_rate_threshold`` and either
+    exceeds the baseline's by more than ``failure_rate_margin`` or reaches ``failure_rate_ceiling``.
+    A baseline shorter than ``failure_rate_min_runs`` counts as none (rate 0: nothing known yet).
+    """
+    if len(recent) < cfg.failure_rate_min_runs:
+        return None
+    failed = sum(1 for s in recent if s == "failed")
+    rate = failed / len(recent)
+    known = len(before) >= cfg.failure_rate_min_runs
+    base_failed = sum(1 for s in before if s == "failed") if known else 0
+    base = base_failed / len(before) if known else 0.0
+    if rate <= cfg.failure_rate_threshold:
+        return None
+    if rate < cfg.failure_rate_ceiling and rate - base <= cfg.failure_rate_margin:
+        return None
+    against = (
+        f"against {base_failed} of the {len(before)} runs before them ({base:.0%})"
+        if known
+        else f"with no baseline yet ({len(before)} earlier runs)"
+    )
+    return round(rate, 4), f"{failed} of the last {len(recent)} runs failed ({rate:.0%}), {against}"
+
+
 def evaluate(
     settings: Settings,
     store: Store,
@@ -89,20 +120,12 @@ def evaluate(
     by_dag = {s.dag_id: s for s in summaries}
     out: list[Condition] = []
     for h in summaries:
-        states = last_finished_states(store, h.dag_id, cfg.failure_rate_window)
-        if len(states) >= cfg.failure_rate_min_runs:
-            rate = states.count("failed") / len(states)
-            if rate > cfg.failure_rate_threshold:
-                out.append(
-                    Condition(
-                        f"failure_rate:{h.dag_id}",
-                        "failure_rate",
-                        f"{h.dag_id}: {states.count('failed')} of the last {len(states)} runs failed "
-                        f"({rate:.0%} > {cfg.failure_rate_threshold:.0%})",
-                        h.dag_id,
-                        round(rate, 4),
-                    )
-                )
+        # The window is judged against the runs before it, never against itself.
+        states = last_finished_states(store, h.dag_id, cfg.failure_rate_window + cfg.failure_rate_baseline_runs)
+        judged = failure_rate_regression(states[: cfg.failure_rate_window], states[cfg.failure_rate_window :], cfg)
+        if judged is not None:
+            rate, message = judged
+            out.append(Condition(f"failure_rate:{h.dag_id}", "failure_rate", f"{h.dag_id}: {message}", h.dag_id, rate))
         if h.last_run_state == "success" and h.last_duration_s is not None and h.last_run_end:
             # The baseline is the runs before the one judged: a 16x slower run must not raise
             # its own p95 enough to hide itself.

@@ -57,11 +57,24 @@ class MonitoringSettings(Section):
     airflow_username: str | None = Field(None, description="Airflow API user.")
     airflow_password_ref: SecretRef | None = Field(None, description="Secret reference of the Airflow API password.")
     failure_rate_threshold: float = Field(
-        0.2, ge=0, le=1, description="Alert when the failure rate over the last runs exceeds this."
+        0.2, ge=0, le=1, description="Alert when the failure rate of the recent window exceeds this (and its baseline)."
     )
-    failure_rate_window: int = Field(20, ge=1, description="How many recent runs the failure rate looks at.")
+    failure_rate_window: int = Field(10, ge=1, description="How many recent finished runs the failure rate judges.")
     failure_rate_min_runs: int = Field(
         3, ge=1, description="No failure-rate alert for a DAG with fewer finished runs than this in the window."
+    )
+    failure_rate_baseline_runs: int = Field(
+        50, ge=1, description="How many finished runs before the window form its baseline failure rate."
+    )
+    failure_rate_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="The window's failure rate must exceed the baseline's by more than this to alert "
+        "(a DAG that always failed this often is not a regression).",
+    )
+    failure_rate_ceiling: float = Field(
+        0.5, ge=0, le=1, description="A window failure rate at or above this alerts whatever the baseline."
     )
     slow_factor: float = Field(
         2.0, gt=1, description="Alert when the latest run took longer than this many times the DAG's 30-day p95."

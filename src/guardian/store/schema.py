@@ -55,4 +55,16 @@ web_sessions = Table(
 )
 """Server-side sessions of the standalone UI (the cookie holds a random id; its SHA-256 is the key)."""
 
-__all__ = ["Id", "audit_log", "metadata", "web_sessions"]
+web_login_failures = Table(
+    "web_login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(66), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_web_login_failures_key", "key", "failed_at"),
+    Index("ix_web_login_failures_failed_at", "failed_at"),
+)
+"""Failed standalone-UI logins, one row per user name and per client address (``u:``/``a:`` plus the
+SHA-256 of the value), shared by every ``guardian serve`` process; rows older than the window are pruned."""
+
+__all__ = ["Id", "audit_log", "metadata", "web_login_failures", "web_sessions"]

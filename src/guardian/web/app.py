@@ -124,7 +124,7 @@ def create_app(
 
     resolver: auth.UserResolver = user_resolver or auth.standalone_resolver(settings, store)
     throttle = auth.LoginThrottle(
-        settings.web.login_max_failures, settings.web.login_max_failures_per_address, settings.web.login_window
+        store, settings.web.login_max_failures, settings.web.login_max_failures_per_address, settings.web.login_window
     )
     app = FastAPI(
         title="Airflow Guardian",
@@ -221,7 +221,8 @@ def create_app(
             raise HTTPException(status_code=404)
         address = client_address(request)
         shown = username[:64]  # a bounded name in the audit log, whatever was typed
-        wait = throttle.retry_after(username, address)
+        attempt = throttle.begin(username, address)  # counted as a failure until the password proves right
+        wait = attempt.retry_after
         if wait:
             audit_web(shown or "?", "web.login", f"user:{shown}", outcome="throttled", after={"client": address})
             return templates.TemplateResponse(
@@ -237,7 +238,6 @@ def create_app(
             )
         user = auth.check_password(settings, username, password)
         if user is None:
-            throttle.failed(username, address)
             audit_web(shown or "?", "web.login", f"user:{shown}", outcome="failed", after={"client": address})
             return templates.TemplateResponse(
                 request,
@@ -245,7 +245,7 @@ def create_app(
                 {"next": next, "error": "Unknown user or wrong password.", "root": request.scope.get("root_path", "")},
                 status_code=401,
             )
-        throttle.succeeded(username)
+        throttle.succeeded(attempt)
         old = request.session.get("sid")
         if old:
             auth.revoke_session(store(), str(old))

@@ -18,9 +18,6 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -264,43 +261,90 @@ def standalone_resolver(settings: Settings, store: Callable[[], Store]) -> UserR
 # -- login throttling ----------------------------------------------------------------------
 
 
-class LoginThrottle:
-    """Failed logins per user name and per client address in a sliding window.
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One login try reserved by :meth:`LoginThrottle.begin`: refused when ``retry_after`` > 0."""
 
-    In memory of the one ``guardian serve`` process (a restart forgets; the audit log keeps
-    every failure). ``retry_after`` answers how long a key must wait, 0 when it may try.
+    retry_after: int
+    user_key: str
+    address_row: int | None
+
+
+def _throttle_key(kind: str, value: str) -> str:
+    # Only a hash is stored: whatever was typed as a user name (a password, sometimes) stays out of the table.
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+class LoginThrottle:
+    """Failed logins per user name and per client address in a sliding window, kept in the store.
+
+    The rows live in ``web_login_failures`` so every ``guardian serve`` process (and the next one
+    after a restart) shares the count. A try is counted *before* the password is checked:
+    :meth:`begin` commits one row per user name and per address, then counts the rows in the
+    window (its own included). A try that finds more than the limit is refused (its rows are
+    removed again); parallel tries each see every row committed before their count, so no burst
+    gets more than the limit of guesses checked. A good login forgives the user name (not the
+    address) with :meth:`succeeded`; rows older than the window are pruned at every try.
     """
 
-    def __init__(self, per_user: int, per_address: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.per_user, self.per_address, self.window, self.clock = per_user, per_address, window, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        per_user: int,
+        per_address: int,
+        window: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.store, self.per_user, self.per_address, self.window, self.clock = (
+            store,
+            per_user,
+            per_address,
+            window,
+            clock,
+        )
 
-    def _prune(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
+    def begin(self, user: str, address: str) -> LoginAttempt:
+        """Reserve one try for this user name and address; ``retry_after`` > 0 means refused."""
+        from sqlalchemy import delete, insert, select
 
-    def retry_after(self, user: str, address: str) -> int:
-        """Seconds until this user name and address may try again (0: now)."""
+        from guardian.store.schema import web_login_failures as t
+
         now = self.clock()
+        since = now - timedelta(seconds=self.window)
+        keys = ((_throttle_key("u", user), self.per_user), (_throttle_key("a", address), self.per_address))
+        rows: dict[str, int] = {}
+        with self.store().write() as conn:
+            conn.execute(delete(t).where(t.c.failed_at <= since))
+            for key, _ in keys:
+                rows[key] = int(conn.execute(insert(t).values(key=key, failed_at=now).returning(t.c.id)).scalar_one())
         wait = 0.0
-        with self._lock:
-            for key, limit in ((f"u:{user}", self.per_user), (f"a:{address}", self.per_address)):
-                q = self._prune(key, now)
-                if len(q) >= limit:
-                    wait = max(wait, q[len(q) - limit] + self.window - now)
-        return max(1, int(wait) + 1) if wait > 0 else 0
+        with self.store().read() as conn:
+            for key, limit in keys:
+                others = [
+                    r.failed_at
+                    for r in conn.execute(
+                        select(t.c.id, t.c.failed_at)
+                        .where(t.c.key == key, t.c.failed_at > since)
+                        .order_by(t.c.failed_at.desc(), t.c.id.desc())
+                    )
+                    if r.id != rows[key]
+                ]
+                if len(others) >= limit:
+                    # The limit-th newest other failure leaves the window first among those that block.
+                    oldest_blocking = others[limit - 1]
+                    oldest_blocking = oldest_blocking if oldest_blocking.tzinfo else oldest_blocking.replace(tzinfo=UTC)
+                    wait = max(wait, (oldest_blocking - now).total_seconds() + self.window)
+        if wait > 0:
+            with self.store().write() as conn:
+                conn.execute(delete(t).where(t.c.id.in_(list(rows.values()))))
+            return LoginAttempt(max(1, int(wait) + 1), keys[0][0], None)
+        return LoginAttempt(0, keys[0][0], rows[keys[1][0]])
 
-    def failed(self, user: str, address: str) -> None:
-        """Count one failed login."""
-        now = self.clock()
-        with self._lock:
-            for key in (f"u:{user}", f"a:{address}"):
-                self._prune(key, now).append(now)
+    def succeeded(self, attempt: LoginAttempt) -> None:
+        """A good login: the user name's failures are forgiven, and this try does not count for the address."""
+        from sqlalchemy import delete, or_
 
-    def succeeded(self, user: str) -> None:
-        """A good login clears the user's failures (not the address's)."""
-        with self._lock:
-            self._failures.pop(f"u:{user}", None)
+        from guardian.store.schema import web_login_failures as t
+
+        with self.store().write() as conn:
+            conn.execute(delete(t).where(or_(t.c.key == attempt.user_key, t.c.id == attempt.address_row)))

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from guardian.errors import ConfigError
 from guardian.monitoring.alerts import Condition, evaluate, open_alerts, parse_intervals, reconcile
+from guardian.monitoring.config import MonitoringSettings
 from guardian.monitoring.health import RunRecord, compute_health, percentile, prune, upsert_runs
 from guardian.settings import load_settings
 from guardian.store import get_store
@@ -140,3 +142,128 @@ def test_slow_run_is_judged_against_the_runs_before_it(before: list[float], last
     p95 = percentile(stored[:-1], 0.95)
     expected = len(before) >= cfg.monitoring.slow_min_runs and p95 is not None and stored[-1] > 2.0 * p95
     assert alerted is expected
+
+
+def _states(dag: str, states: list[str]) -> list[RunRecord]:
+    # Oldest first, one run every 5 minutes ending before NOW.
+    return [
+        RunRecord(dag, f"{dag}-{i}", s, NOW - timedelta(minutes=5 * (len(states) - i), seconds=30), end)
+        for i, s in enumerate(states)
+        for end in [NOW - timedelta(minutes=5 * (len(states) - i))]
+    ]
+
+
+def _failure_rate(store: object, settings: object) -> list[Condition]:
+    return [c for c in evaluate(settings, store, compute_health(store, now=NOW), now=NOW) if c.kind == "failure_rate"]  # type: ignore[arg-type]
+
+
+def test_a_regression_after_a_clean_history_alerts() -> None:
+    # 40 clean runs, then 3 of the last 10 fail. The old rule (last 20 runs, the judged ones among
+    # them, no baseline) saw 3 of 20 = 15 % and stayed silent.
+    settings = load_settings()
+    store = get_store(settings)
+    upsert_runs(store, _states("r", ["success"] * 40 + ["success", "failed"] * 3 + ["success"] * 4), source="test")
+    [rate] = _failure_rate(store, settings)
+    assert rate.value == 0.3
+    assert "3 of the last 10 runs failed (30%), against 0 of the 40 runs before them (0%)" in rate.message
+
+
+def test_a_dag_that_always_failed_this_often_is_not_a_regression_but_a_collapse_is() -> None:
+    # Every 4th run has failed for 60 runs: the old rule reported 5 of the last 20 (25 % > 20 %) forever.
+    settings = load_settings()
+    store = get_store(settings)
+    upsert_runs(store, _states("flaky", ["success", "success", "success", "failed"] * 15), source="test")
+    assert _failure_rate(store, settings) == []
+    # A DAG that fails every run keeps alerting once its baseline has gone bad too (the ceiling).
+    upsert_runs(store, _states("down", ["failed"] * 60), source="test")
+    [down] = _failure_rate(store, settings)
+    assert down.key == "failure_rate:down" and down.value == 1.0 and "against 50 of the 50 runs" in down.message
+
+
+# Invariant: the failure-rate alert holds exactly when the newest `window` finished runs (at least
+# min_runs) fail more often than the threshold and either reach the ceiling or beat the failure rate
+# of the runs before them by more than the margin; the judged runs never enter their own baseline.
+@given(history=st.lists(st.booleans(), min_size=0, max_size=40), recent=st.lists(st.booleans(), max_size=12))
+@example(history=[False, False, False, True] * 8, recent=[False, False, True] * 3 + [False])  # flaky as ever
+@example(history=[False] * 30, recent=[False, True] * 3 + [False] * 4)  # a regression
+@example(history=[True] * 30, recent=[True] * 10)  # down for good
+@example(history=[True, False] * 3, recent=[True] * 2 + [False] * 8)  # recovering
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_failure_rate_is_judged_against_the_runs_before_the_window(history: list[bool], recent: list[bool]) -> None:
+    from guardian.store import reset_stores
+
+    reset_stores()
+    cfg = load_settings(store={"url": "sqlite://"}, monitoring={"failure_rate_baseline_runs": 30})
+    store = get_store(cfg)
+    flags = history + recent  # True: the run failed
+    upsert_runs(store, _states("p", ["failed" if f else "success" for f in flags]), source="test")
+    alerted = bool(_failure_rate(store, cfg))
+    assert alerted is _model_alerts(flags, cfg.monitoring)
+
+
+def _model_alerts(flags: list[bool], m: MonitoringSettings) -> bool:
+    # The rule in plain terms, over the whole history (True: the run failed), oldest first.
+    window = flags[len(flags) - m.failure_rate_window :] if len(flags) > m.failure_rate_window else flags
+    earlier = flags[: len(flags) - len(window)][-m.failure_rate_baseline_runs :]
+    rate = sum(window) / len(window) if window else 0.0
+    base = sum(earlier) / len(earlier) if len(earlier) >= m.failure_rate_min_runs else 0.0
+    return (
+        len(window) >= m.failure_rate_min_runs
+        and rate > m.failure_rate_threshold
+        and (rate >= m.failure_rate_ceiling or rate - base > m.failure_rate_margin)
+    )
+
+
+# Invariant: as runs arrive and the hourly check runs, the failure-rate alert of a DAG is open
+# exactly when the rule holds on the runs seen so far, and each check reports a transition only
+# when that changes (one start, one clear: the alert state machine is unchanged).
+class FailureRateMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        from sqlalchemy import delete
+
+        from guardian.monitoring.tables import alerts, dag_runs
+
+        self.cfg = load_settings(monitoring={"failure_rate_baseline_runs": 20})
+        self.store = get_store(self.cfg)
+        with self.store.write() as conn:
+            conn.execute(delete(dag_runs))
+            conn.execute(delete(alerts))
+        self.flags: list[bool] = []
+        self.open = False
+
+    def _now(self) -> datetime:
+        return NOW + timedelta(minutes=5 * len(self.flags) + 1)
+
+    @rule(batch=st.lists(st.booleans(), min_size=1, max_size=8))
+    def runs_finish(self, batch: list[bool]) -> None:
+        records = []
+        for failed in batch:
+            self.flags.append(failed)
+            end = NOW + timedelta(minutes=5 * len(self.flags))
+            state = "failed" if failed else "success"
+            records.append(RunRecord("m", f"m-{len(self.flags)}", state, end - timedelta(seconds=30), end))
+        upsert_runs(self.store, records, source="test")
+
+    @rule()
+    def hourly_check(self) -> None:
+        now = self._now()
+        conditions = [
+            c
+            for c in evaluate(self.cfg, self.store, compute_health(self.store, now=now), now=now)
+            if c.kind == "failure_rate"
+        ]
+        changes = reconcile(self.store, conditions, now)
+        expected = _model_alerts(self.flags, self.cfg.monitoring)
+        assert [t.started for t in changes] == ([expected] if expected != self.open else [])
+        self.open = expected
+
+    @invariant()
+    def open_alert_matches_the_model(self) -> None:
+        assert any(a["key"] == "failure_rate:m" for a in open_alerts(self.store)) is self.open
+
+
+FailureRateMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+test_failure_rate_alert_follows_the_runs = FailureRateMachine.TestCase

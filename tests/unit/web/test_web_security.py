@@ -7,13 +7,14 @@ Looker "keep" action) is covered as soon as it declares its permission with ``re
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from guardian import audit
 from guardian.settings import load_settings
@@ -21,6 +22,7 @@ from guardian.web.auth import ROLES, LoginThrottle, Permission, hash_password
 
 PASSWORD = "a long enough password"
 HASH = hash_password(PASSWORD)
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -165,46 +167,160 @@ def test_passwords_must_be_argon2_hashes(monkeypatch: pytest.MonkeyPatch) -> Non
     assert client.get("/api/overview").status_code == 401
 
 
-# Invariant: within any window, a user name gets at most `per_user` wrong guesses answered,
-# and a client address at most `per_address`, whatever order users and addresses try.
+# Invariant: whichever of several guardian processes (restarted or not) answers, a login try is
+# refused exactly when its user name has `per_user` failures, or its address `per_address`, within
+# the window before it (a good login forgives the user name, not the address): the count is shared.
 class ThrottleMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.now = 0.0
-        self.throttle = LoginThrottle(3, 5, 60.0, clock=lambda: self.now)
-        self.answered: list[tuple[float, str, str]] = []  # guesses that were checked, not refused
-        self.per_user: list[tuple[float, str, str]] = []  # the same, minus those a good login forgave
+        from sqlalchemy import delete
 
-    @rule(user=st.sampled_from(["ann", "bob", "cy"]), address=st.sampled_from(["10.0.0.1", "10.0.0.2"]))
-    def guess(self, user: str, address: str) -> None:
-        if self.throttle.retry_after(user, address) == 0:
-            self.answered.append((self.now, user, address))
-            self.per_user.append((self.now, user, address))
-            self.throttle.failed(user, address)
+        from guardian.store import get_store
+        from guardian.store.schema import web_login_failures
 
-    @rule(seconds=st.floats(min_value=0.5, max_value=40))
-    def wait(self, seconds: float) -> None:
+        self.store = get_store(load_settings())
+        with self.store.write() as conn:
+            conn.execute(delete(web_login_failures))
+        self.now = 0
+        self.processes = [self._process(), self._process()]
+        self.failures: list[tuple[int, str, str]] = []  # (t, user, address) of tries that were checked and failed
+        self.forgiven: set[int] = set()  # indexes into failures a good login forgave for the user count
+
+    def _process(self) -> LoginThrottle:
+        return LoginThrottle(lambda: self.store, 3, 5, 60.0, clock=lambda: T0 + timedelta(seconds=self.now))
+
+    def _expected_refused(self, user: str, address: str) -> bool:
+        recent = [(i, f) for i, f in enumerate(self.failures) if f[0] > self.now - 60]
+        by_user = sum(1 for i, f in recent if f[1] == user and i not in self.forgiven)
+        by_address = sum(1 for _, f in recent if f[2] == address)
+        return by_user >= 3 or by_address >= 5
+
+    @rule(
+        process=st.integers(0, 1),
+        user=st.sampled_from(["ann", "bob", "cy"]),
+        address=st.sampled_from(["10.0.0.1", "10.0.0.2"]),
+        good=st.booleans(),
+    )
+    def login(self, process: int, user: str, address: str, good: bool) -> None:
+        expected = self._expected_refused(user, address)
+        attempt = self.processes[process].begin(user, address)
+        assert (attempt.retry_after > 0) is expected
+        if expected:
+            return
+        if good:
+            self.processes[process].succeeded(attempt)
+            self.forgiven |= {i for i, f in enumerate(self.failures) if f[1] == user}
+        else:
+            self.failures.append((self.now, user, address))
+
+    @rule(process=st.integers(0, 1))
+    def restart(self, process: int) -> None:
+        self.processes[process] = self._process()
+
+    @rule(seconds=st.integers(min_value=1, max_value=40))
+    def wait(self, seconds: int) -> None:
         self.now += seconds
 
-    @precondition(lambda self: bool(self.answered))
-    @rule()
-    def good_login_clears_only_the_user(self) -> None:
-        _, user, _ = self.answered[-1]
-        self.throttle.succeeded(user)
-        self.per_user = [a for a in self.per_user if a[1] != user]
-
     @invariant()
-    def bounded(self) -> None:
-        recent = [a for a in self.answered if a[0] > self.now - 60.0]
-        by_user = [a for a in self.per_user if a[0] > self.now - 60.0]
-        for user in {a[1] for a in by_user}:
-            assert sum(1 for a in by_user if a[1] == user) <= 3
-        for address in {a[2] for a in recent}:
-            # A good login clears the user's count but the address keeps its own.
-            assert sum(1 for a in recent if a[2] == address) <= 5
+    def old_failures_are_pruned(self) -> None:
+        from sqlalchemy import func, select
+
+        from guardian.store.schema import web_login_failures
+
+        with self.store.read() as conn:
+            oldest = conn.execute(select(func.min(web_login_failures.c.failed_at))).scalar()
+        newest_try = max((f[0] for f in self.failures), default=None)
+        if oldest is not None and newest_try is not None:
+            # Pruning happens at each try: nothing older than the window before the newest try is kept.
+            assert oldest.replace(tzinfo=UTC) > T0 + timedelta(seconds=newest_try - 60)
 
 
 ThrottleMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    max_examples=25, stateful_step_count=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
-test_login_throttle_bounds_guesses = ThrottleMachine.TestCase
+test_login_throttle_is_shared_and_exact = ThrottleMachine.TestCase
+
+
+def test_a_restarted_server_keeps_refusing(users: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardian.store import reset_stores
+
+    monkeypatch.setenv("GUARDIAN_WEB__LOGIN_MAX_FAILURES", "2")  # fewer argon2 checks; the limit is what counts
+    first = TestClient(_app(), base_url="https://testserver")
+    for _ in range(2):
+        assert first.post("/login", data={"username": "viewer1", "password": "guess"}).status_code == 401
+    reset_stores()  # a new process: new app, new store engine, same database
+    second = TestClient(_app(), base_url="https://testserver")
+    blocked = second.post("/login", data={"username": "viewer1", "password": PASSWORD})
+    assert blocked.status_code == 429 and 0 < int(blocked.headers["retry-after"]) <= 900
+
+
+@pytest.mark.postgres
+def test_two_server_processes_share_the_count(users: None, pg_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One `guardian serve` process over real HTTP and one app in this process, on one PostgreSQL store.
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from guardian.store import get_store
+
+    monkeypatch.setenv("GUARDIAN_WEB__LOGIN_MAX_FAILURES", "3")  # both processes read it
+    get_store(load_settings()).migrate()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from guardian.cli import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            f"{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        remote = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        deadline = time.monotonic() + 30
+        while True:  # wait for the other process to listen
+            try:
+                if remote.get("/healthz").status_code < 500:
+                    break
+            except httpx.TransportError:
+                if other.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        local = TestClient(_app(), base_url="https://testserver")
+        for i in range(3):  # remote, local, remote: neither process alone has seen 3
+            client = remote if i % 2 == 0 else local
+            assert client.post("/login", data={"username": "viewer1", "password": "guess"}).status_code == 401
+        for client in (remote, local):
+            blocked = client.post("/login", data={"username": "viewer1", "password": PASSWORD})
+            assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+        # Another user from elsewhere is not affected by viewer1's lockout.
+        assert local.post("/login", data={"username": "admin1", "password": PASSWORD}).status_code in (200, 303)
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
+
+
+@pytest.mark.postgres
+def test_a_parallel_burst_gets_no_more_guesses_than_the_limit(pg_env: str) -> None:
+    # Twelve tries at once for one user name, each on its own connection: at most 5 are let through.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from guardian.store import get_store
+
+    store = get_store(load_settings())
+    store.migrate()
+    throttle = LoginThrottle(lambda: store, 5, 100, 900.0)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        attempts = list(pool.map(lambda i: throttle.begin("ann", f"10.0.0.{i}"), range(12)))
+    assert sum(1 for a in attempts if a.retry_after == 0) <= 5
+    assert throttle.begin("ann", "10.0.0.99").retry_after > 0
