@@ -680,7 +680,12 @@ def run_init(cfg: Config, env: Mapping[str, str]) -> None:
     ensure_databases(cfg)
     log = log_file(cfg, "airflow-init")
     log.parent.mkdir(parents=True, exist_ok=True)
-    steps = [[str(VENV_BIN / "airflow"), "db", "migrate"], [str(VENV_BIN / "guardian"), "db", "upgrade"]]
+    steps = [
+        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        [str(VENV_BIN / "guardian"), "db", "upgrade"],
+        # The sales extract's BigQuery-waiting tasks run in this pool (docs/services/sales.md).
+        [str(VENV_BIN / "airflow"), "pools", "set", "bigquery_sales", "2", "sales extract tasks waiting on BigQuery"],
+    ]
     warehouse = Path(env["GUARDIAN_DATA_DIR"]) / "warehouse.duckdb"
     if cfg.sandboxes and not warehouse.exists():
         steps.append([str(VENV_BIN / "guardian"), "sales", "demo-data", "--rows", "50000"])

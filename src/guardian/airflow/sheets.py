@@ -9,7 +9,6 @@ confirm step, request by request: one target that fails does not hold the others
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,36 +18,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GCP_CONN_ID = "google_cloud_default"
 
 
 def sheets_client(settings: Settings) -> SheetsClient:
     """The Sheets client inside a task: sandbox or key-file settings first, else google_cloud_default, else ADC."""
+    from guardian.airflow.google import install
     from guardian.sheets.client import SheetsClient
 
     install()
     return SheetsClient.from_settings(settings)
-
-
-def _connection_credentials() -> Any | None:
-    """Credentials of ``google_cloud_default`` through the Google provider's hook (None: no such connection)."""
-    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
-
-    try:
-        BaseHook.get_connection(GCP_CONN_ID)
-    except AirflowNotFoundException:
-        return None  # application default credentials
-    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-
-    from guardian.sheets.client import SCOPES
-
-    hook = GoogleBaseHook(gcp_conn_id=GCP_CONN_ID)
-    creds = hook.get_credentials()
-    # Connection scopes may not include Sheets; ask for them when the credentials allow it.
-    if getattr(creds, "requires_scopes", False) or hasattr(creds, "with_scopes"):
-        with contextlib.suppress(AttributeError, NotImplementedError):
-            creds = creds.with_scopes(SCOPES)  # type: ignore[attr-defined]
-    return creds
 
 
 def _runs(settings: Settings) -> Any:
@@ -113,10 +91,3 @@ def on_dag_failure(context: Any) -> None:
     from guardian.airflow.dagkit import on_failure
 
     on_failure(context)
-
-
-def install() -> None:
-    """Make the domain's Sheets client take credentials from google_cloud_default (when no key file is set)."""
-    from guardian.sheets.client import set_credentials_provider
-
-    set_credentials_provider(_connection_credentials)

@@ -67,8 +67,19 @@ def test_keep_from_the_cli_rules_and_from_the_web_ui(settings: Any, sandbox: Any
         service.keep(settings, "4", until=str(today + timedelta(days=3)), reason=" ", actor="cli:t")
     service.keep(settings, "5", until=str(today + timedelta(days=30)), reason="migration", actor="cli:carol")
 
-    monkeypatch.setenv("UI_PW_ALICE", "correct horse battery")
-    monkeypatch.setenv("GUARDIAN_WEB__USERS", "alice:env:UI_PW_ALICE")
+    from guardian.web.auth import hash_password
+
+    # Keeping a plan's dashboard needs the approve permission: alice is an approver, bob a viewer.
+    monkeypatch.setenv("UI_PW_ALICE", hash_password("correct horse battery"))
+    monkeypatch.setenv("UI_PW_BOB", hash_password("viewer only please"))
+    monkeypatch.setenv("GUARDIAN_WEB__USERS", '["alice:approver:env:UI_PW_ALICE", "bob:viewer:env:UI_PW_BOB"]')
+    monkeypatch.setenv("GUARDIAN_WEB__SECURE_COOKIES", "false")  # the test client speaks plain http
+    viewer = TestClient(create_app(load_settings()))
+    assert viewer.post("/login", data={"username": "bob", "password": "viewer only please", "next": "/"}).status_code
+    viewer_token = re.search(r'name="csrf" value="([^"]+)"', viewer.get("/looker").text)
+    viewer_form = {"dashboard_id": "4", "until": str(today + timedelta(days=60)), "reason": "mine"}
+    viewer_form["csrf"] = viewer_token.group(1) if viewer_token else ""
+    assert viewer.post("/looker/keep", data=viewer_form).status_code == 403
     client = TestClient(create_app(load_settings()))
     login = {"username": "alice", "password": "correct horse battery", "next": "/"}
     assert client.post("/login", data=login, follow_redirects=False).status_code == 303
