@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 def sheets_client(settings: Settings) -> SheetsClient:
     """The Sheets client inside a task: sandbox or key-file settings first, else google_cloud_default, else ADC."""
     from guardian.airflow.google import install
