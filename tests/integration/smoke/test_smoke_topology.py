@@ -47,6 +47,7 @@ GREEN_OK = {
     "doctor:looker",
     "doctor:warehouse",
     "doctor:sheets",
+    "doctor:security",
 }
 
 

@@ -76,7 +76,7 @@ def sandboxes(tmp: Path) -> Iterator[Sandboxes]:
             "GUARDIAN_SALES__DUCKDB_PATH": str(warehouse),
         }
         settings = load_settings(sales={"duckdb_path": str(warehouse)})
-        generate(warehouse, source_table(settings), rows=20_000)
+        generate(warehouse, source_table(settings), rows=200_000)  # as dense as the demo: the gate names holes
         yield boxes
     finally:
         for handle in reversed(boxes.handles):

@@ -322,5 +322,9 @@ def test_a_parallel_burst_gets_no_more_guesses_than_the_limit(pg_env: str) -> No
     throttle = LoginThrottle(lambda: store, 5, 100, 900.0)
     with ThreadPoolExecutor(max_workers=6) as pool:
         attempts = list(pool.map(lambda i: throttle.begin("ann", f"10.0.0.{i}"), range(12)))
-    assert sum(1 for a in attempts if a.retry_after == 0) <= 5
-    assert throttle.begin("ann", "10.0.0.99").retry_after > 0
+    let_through = sum(1 for a in attempts if a.retry_after == 0)
+    assert let_through <= 5
+    # Contention may refuse more than needed (each try counts the others), never fewer: serial tries
+    # afterwards get exactly the guesses that are left, then 429.
+    later = [throttle.begin("ann", f"10.0.1.{i}").retry_after for i in range(6)]
+    assert later.count(0) == 5 - let_through and later[-1] > 0
