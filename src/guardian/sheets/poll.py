@@ -258,9 +258,13 @@ def poll(
         for w in writes:
             if w.request_id:
                 ledger.set_fields(conn, w.request_id, sheet_status=w.ledger_status, acked_at=read_at, tagged=True)
+        for rid in plan.shown:
+            req = facts.requests.get(rid)
+            if req is not None and req.acked_at is None:
+                ledger.set_fields(conn, rid, acked_at=read_at)
         for rid in plan.seen:
             req = facts.requests.get(rid)
-            if req is not None and (req.sheet_status != req.status or not req.tagged):
+            if req is not None and (req.sheet_status != req.status or not req.tagged or req.acked_at is None):
                 ledger.set_fields(conn, rid, sheet_status=req.status, acked_at=req.acked_at or read_at, tagged=True)
         outcome = "changed" if (writes or plan.tags or result.new) else "no_change"
         ledger.save_poll(conn, source_of(settings), outcome=outcome)
@@ -366,39 +370,59 @@ def _settle(
 ) -> None:
     by_id = {r.request_id: r for r in open_requests}
     for rid in plan.gone:
-        req = by_id[rid]
         ledger.set_fields(conn, rid, sheet_status=ledger.GONE)
-        audit.append(
+        _audit_request(
             conn,
-            actor=audit.default_actor(),
-            action="sheets.request.row_deleted",
-            target=f"gsheets://{sid}/{req.tab}#request={rid}",
-            before={"status": req.status},
-            after={"sheet_status": ledger.GONE, "note": "its row was deleted; the run (if any) goes on"},
-            outcome="ok",
-            context=audit.current_context(),
+            sid,
+            by_id[rid],
+            "sheets.request.row_deleted",
+            {"sheet_status": ledger.GONE, "note": "its row was deleted; the run (if any) goes on"},
+            "ok",
         )
-    for rid in plan.abandoned:
-        req = by_id[rid]
-        conn.execute(
-            ledger.sheets_requests.update()
-            .where(
-                ledger.sheets_requests.c.request_id == rid,
-                ledger.sheets_requests.c.status == ledger.ACCEPTED,
-                ledger.sheets_requests.c.tagged.is_(False),
+    c = ledger.sheets_requests.c
+    for rids, only_if, why, reason in (
+        (
+            plan.abandoned,
+            c.tagged.is_(False),
+            "no row asks for it any more",
+            "its row changed or went before it was tagged",
+        ),
+        (
+            plan.withdrawn,
+            c.acked_at.is_(None) & c.handed_at.is_(None),
+            "withdrawn: its row changed or went before its status reached it; never started",
+            "its row changed or went before its status reached it",
+        ),
+    ):
+        for rid in rids:
+            done = conn.execute(
+                ledger.sheets_requests.update()
+                .where(c.request_id == rid, c.status == ledger.ACCEPTED, only_if)
+                .values(status=ledger.SUPERSEDED, message=why, updated_at=ledger.now_utc())
             )
-            .values(status=ledger.SUPERSEDED, message="no row asks for it any more", updated_at=ledger.now_utc())
-        )
-        audit.append(
-            conn,
-            actor=audit.default_actor(),
-            action="sheets.request.superseded",
-            target=f"gsheets://{sid}/{req.tab}#request={rid}",
-            before={"status": req.status},
-            after={"status": ledger.SUPERSEDED, "reason": "its row changed or went before it was tagged"},
-            outcome="skipped",
-            context=audit.current_context(),
-        )
+            if done.rowcount:
+                _audit_request(
+                    conn,
+                    sid,
+                    by_id[rid],
+                    "sheets.request.superseded",
+                    {"status": ledger.SUPERSEDED, "reason": reason},
+                    "skipped",
+                )
+
+
+def _audit_request(conn: Any, sid: str, req: ledger.Request, action: str, after: dict[str, Any], outcome: str) -> None:
+    """One audit entry about a request, addressed by its request id."""
+    audit.append(
+        conn,
+        actor=audit.default_actor(),
+        action=action,
+        target=f"gsheets://{sid}/{req.tab}#request={req.request_id}",
+        before={"status": req.status},
+        after=after,
+        outcome=outcome,
+        context=audit.current_context(),
+    )
 
 
 def _tag_and_check(

@@ -376,8 +376,8 @@ def test_people_and_polls_exactly_once_on_postgresql(
     run_state_machine_as_test(
         PeopleAndPolls,
         settings=settings(
-            max_examples=int(os.environ.get("GUARDIAN_SHEETS_PBT_EXAMPLES", "6")),
-            stateful_step_count=25,
+            max_examples=int(os.environ.get("SHEETS_PBT_EXAMPLES", "6")),
+            stateful_step_count=int(os.environ.get("SHEETS_PBT_STEPS", "25")),
             deadline=None,
             derandomize=True,
             suppress_health_check=list(HealthCheck),
