@@ -169,6 +169,18 @@ class RowPlan:
         return bool(self.writes or self.tags or self.drop_tags)
 
 
+def needs_recheck(write: RowWrite, as_read: SheetRow | None) -> bool:
+    """True when a write must wait for a re-read of its row: it changes Status or Run ID.
+
+    Status is the one cell both a person and the guardian write, and Run ID says which request a row
+    holds; the guardian's other cells (Message, Updated at) are its own, found by the row's tag, so
+    writing them over a row a person has just edited overwrites nothing of theirs.
+    """
+    if as_read is None or write.request_id is None:
+        return True
+    return as_read.get("status") != write.cells["status"] or as_read.get("run_id") != write.cells["run_id"]
+
+
 def message_for(req: ledger.Request, ui_base_url: str) -> str:
     """The Message cell of a request's row."""
     link = run_link(ui_base_url, req.target_dag, req.dag_run_id)

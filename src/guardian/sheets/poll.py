@@ -249,10 +249,16 @@ def poll(
     result.gone = list(plan.gone)
 
     writes = plan.writes
-    if plan.touches_sheet or table.missing_written:
+    as_read = {r.row.number: r.row for r in view.rows}
+    if (
+        plan.tags
+        or plan.drop_tags
+        or table.missing_written
+        or any(planning.needs_recheck(w, as_read.get(w.row_number)) for w in writes)
+    ):
         writes = _tag_and_check(settings, client, store, view, plan, result)
     if writes or table.missing_written:
-        client.batch_update_by_filter(sid, _write_data(table, writes))
+        client.batch_update_by_filter(sid, _write_data(table, writes, as_read))
         result.written_rows = len(writes)
     with store.write() as conn:
         for w in writes:
@@ -535,8 +541,13 @@ def _tag_and_check(
     return keep
 
 
-def _write_data(table: ControlTable, writes: list[planning.RowWrite]) -> list[dict[str, Any]]:
-    """DataFilterValueRanges of one values.batchUpdateByDataFilter: missing guardian headers, then each row by tag."""
+def _write_data(
+    table: ControlTable, writes: list[planning.RowWrite], as_read: dict[int, SheetRow]
+) -> list[dict[str, Any]]:
+    """DataFilterValueRanges of one values.batchUpdateByDataFilter: missing guardian headers, then each row by tag.
+
+    Only the cells that differ from the row as read are sent: a cell sent as null is skipped by the API.
+    """
     data: list[dict[str, Any]] = []
     tab = quote_sheet(table.tab)
     for name in table.missing_written:
@@ -549,7 +560,11 @@ def _write_data(table: ControlTable, writes: list[planning.RowWrite]) -> list[di
             }
         )
     for w in writes:
-        cols = {table.column_of(name): value for name, value in w.cells.items()}
+        before = as_read.get(w.row_number)
+        changed = {name: v for name, v in w.cells.items() if before is None or before.get(name) != v}
+        if not changed:
+            continue
+        cols = {table.column_of(name): value for name, value in changed.items()}
         # The filter selects the whole row from column A; null cells are skipped, so only ours change.
         line: list[str | None] = [None] * max(cols)
         for col, value in cols.items():

@@ -127,6 +127,26 @@ def test_lifecycle_from_airflow_for_any_target_with_link(
     assert airflow.refused == 0
 
 
+def test_a_write_that_leaves_status_alone_is_not_rechecked_and_keeps_a_persons_status(
+    sheets_sandbox: Sandbox, airflow: Any
+) -> None:
+    """Invariant: a poll whose writes change no Status or Run ID costs two calls, and a Status a person types
+    right after its read stays theirs (only the guardian's own cells of the row are written, by its tag)."""
+    req = do_poll(airflow).new[0]
+    assert airflow.runs[req.dag_run_id]["state"] == "queued"  # Airflow has the run, not started yet
+    sheets_sandbox.edit_after("spreadsheets.get", "Requests!G2", [["on hold"]])
+    sheets_sandbox.reset_calls()
+    do_poll(airflow)
+    assert sheets_sandbox.calls()["by_method"] == {"spreadsheets.get": 1, "values.batchUpdateByDataFilter": 1}
+    row = cells(sheets_sandbox, 2)
+    assert row["Status"] == "on hold" and row["Run ID"] == req.dag_run_id
+    assert row["Message"].endswith(f"/runs/{req.dag_run_id}")  # the run's link: the guardian's own cell
+    airflow.runs[req.dag_run_id]["state"] = "running"
+    sheets_sandbox.reset_calls()
+    do_poll(airflow)
+    assert sheets_sandbox.calls()["total"] == 1 and cells(sheets_sandbox, 2)["Status"] == "on hold"
+
+
 @pytest.mark.parametrize(
     ("fate", "says"),
     [("failed", "the run failed"), ("vanished", "gone from Airflow"), ("timeout", "timed out after 2 h")],
