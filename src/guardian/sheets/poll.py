@@ -11,12 +11,18 @@
    row as read) whose response carries the sheet as it is right after: every row about to be
    written is compared with the read, and a row a person changed meanwhile is left alone (re-read
    next poll; a request it had just produced is superseded, never triggered). Without tags to
-   create, the same check is ONE ``values.batchGetByDataFilter`` of exactly the rows to write.
+   create, the same check is ONE ``values.batchGetByDataFilter`` of exactly the rows to write, and
+   only when a write changes Status or Run ID (:func:`plan.needs_recheck`): the guardian's own
+   cells (Message, Updated at) are never a person's, so writing them needs no check.
 5. Every write goes in ONE ``values.batchUpdateByDataFilter`` addressed by the rows' tags, never
-   by a row number: a row inserted, deleted, sorted or moved meanwhile cannot misdirect it.
+   by a row number: a row inserted, deleted, sorted or moved meanwhile cannot misdirect it. Only
+   cells that differ from the read are sent.
 
-A settled sheet costs one call; a poll that writes statuses costs three (two more when tags are
-added: see docs/services/sheets.md for the figures).
+A request is handed to Airflow only once its status reached its row (``acked_at``); a request
+whose row changed or went before that is withdrawn, never triggered.
+
+A settled sheet costs one call; a poll that changes only the guardian's own cells two; a poll that
+changes a Status three (see docs/services/sheets.md for the figures and why).
 """
 
 from __future__ import annotations
@@ -348,21 +354,8 @@ def _record(conn: Any, plan: planning.RowPlan, sid: str, tab: str, at: datetime)
             at=at,
             fingerprint=new.person,
         )
-        audit.append(
-            conn,
-            actor=audit.default_actor(),
-            action="sheets.request.accepted",
-            target=f"gsheets://{sid}/{tab}#request={req.request_id}",
-            before={"row": new.row_number},
-            after={
-                "request_id": req.request_id,
-                "dag_run_id": req.dag_run_id,
-                "target": req.target_dag,
-                "conf": req.conf,
-            },
-            outcome="ok",
-            context=audit.current_context(),
-        )
+        after = {"request_id": req.request_id, "dag_run_id": req.dag_run_id, "target": req.target_dag, "conf": req.conf}
+        _audit_request(conn, sid, req, "sheets.request.accepted", after, "ok", before={"row": new.row_number})
         out.append(req)
     return out
 
@@ -417,14 +410,22 @@ def _settle(
                 )
 
 
-def _audit_request(conn: Any, sid: str, req: ledger.Request, action: str, after: dict[str, Any], outcome: str) -> None:
-    """One audit entry about a request, addressed by its request id."""
+def _audit_request(
+    conn: Any,
+    sid: str,
+    req: ledger.Request,
+    action: str,
+    after: dict[str, Any],
+    outcome: str,
+    before: dict[str, Any] | None = None,
+) -> None:
+    """One audit entry about a request, addressed by its request id (``before``: its status unless given)."""
     audit.append(
         conn,
         actor=audit.default_actor(),
         action=action,
         target=f"gsheets://{sid}/{req.tab}#request={req.request_id}",
-        before={"status": req.status},
+        before={"status": req.status} if before is None else before,
         after=after,
         outcome=outcome,
         context=audit.current_context(),
@@ -662,15 +663,14 @@ def reconcile(settings: Settings, store: Store, sid: str, runs: RunSource | None
                 .values(**fields, updated_at=ledger.now_utc())
             )
             if ch.audit:
-                audit.append(
+                _audit_request(
                     conn,
-                    actor=audit.default_actor(),
-                    action=ch.audit,
-                    target=f"gsheets://{sid}/{before.tab}#request={ch.request_id}",
+                    sid,
+                    before,
+                    ch.audit,
+                    {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()},
+                    "ok" if fields.get("status") == ledger.COMPLETED else "failed",
                     before={"status": before.status, "run_state": before.run_state},
-                    after={k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()},
-                    outcome="ok" if fields.get("status") == ledger.COMPLETED else "failed",
-                    context=audit.current_context(),
                 )
     return len(changes)
 
