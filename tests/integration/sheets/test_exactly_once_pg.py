@@ -402,6 +402,8 @@ def test_poll_process_killed_before_its_write_back_then_rerun(pg_env: str, sheet
     proc.wait(timeout=10)
     requests = ledger.list_requests(store)
     assert len(requests) == 1 and sheets_sandbox.rows("Requests!G2:H2") == [["run"]]
+    # Its status never reached its row: not handed to Airflow until a poll writes it there.
+    assert ledger.to_trigger(store, load_settings().sheets.spreadsheet_id) == []
     httpx.delete(sheets_sandbox.handle.url + "/_sandbox/faults").raise_for_status()
 
     settings_ = load_settings()
