@@ -6,7 +6,8 @@ to it over HTTP and the sandbox counts every call it receives.
 
 * guardian: one poll that accepts every `run` row (1 spreadsheets.get + 1 spreadsheets.batchUpdate
   that tags the rows and re-reads them + 1 values.batchUpdateByDataFilter), then the polls of the
-  runs' life (status changes: read + re-check by data filter + write), then polls of a settled sheet;
+  runs' life (runs queued in Airflow: only the guardian's own cells change, read + write; Status
+  changes: read + re-check by data filter + write), then polls of a settled sheet;
 * baseline (the original system's way): the same read, then one values.update per `run` row.
 
 Latency from `run` typed to the request handed to the trigger step: a live loop polls every
@@ -123,8 +124,13 @@ def guardian_poll(url: str, rows: int, run: int) -> dict[str, object]:
     result = run_poll(settings, store, lambda: client, runs=runs)
     poll_s = time.perf_counter() - t0
     first_calls = _calls(url)
-    # The trigger step created the runs and Airflow starts them: the rows go to running in one write.
-    runs.state.update({r.dag_run_id: "running" for r in result.to_trigger})
+    # The trigger step created the runs; Airflow has them queued: Status stays `queued`, Message gets each
+    # run's link (the guardian's own cell: written by tag without a re-check).
+    runs.state.update({r.dag_run_id: "queued" for r in result.to_trigger})
+    run_poll(settings, store, lambda: client, runs=runs)
+    queued_calls = _calls(url)
+    # Airflow starts them: the rows go to running in one write (Status changes: read, re-check, write).
+    runs.state.update(dict.fromkeys(runs.state, "running"))
     run_poll(settings, store, lambda: client, runs=runs)
     running_calls = _calls(url)
     # Requests in flight, nothing changed in Airflow or on the sheet: one read, nothing to write.
@@ -144,6 +150,7 @@ def guardian_poll(url: str, rows: int, run: int) -> dict[str, object]:
         "accepted": len(result.new),
         "poll_calls": first_calls,
         "poll_s": poll_s,
+        "queued_calls": queued_calls,
         "running_calls": running_calls,
         "inflight_outcome": inflight.outcome,
         "inflight_calls": inflight_calls,
@@ -259,6 +266,7 @@ def main() -> None:
     print(f"guardian poll : {g_calls} calls {g['poll_calls']}, {g['poll_s']:.2f}s, {g['accepted']} requests accepted")
     print(f"baseline      : {b_calls} calls (1 read + 1 write per row), {b['s']:.2f}s")
     print(f"ratio         : {b_calls / g_calls:.0f}x fewer calls, {b['s'] / g['poll_s']:.1f}x faster")  # type: ignore[operator]
+    print(f"runs queued, links written : {sum(g['queued_calls'].values())} calls {g['queued_calls']}")  # type: ignore[attr-defined]
     print(f"runs started, rows -> running: {sum(g['running_calls'].values())} calls")  # type: ignore[attr-defined]
     print(
         f"in flight, sheet unchanged : {sum(g['inflight_calls'].values())} call ({g['inflight_outcome']}), "

@@ -9,7 +9,7 @@ so triggering it twice is refused by Airflow itself.
 A request is found again on the sheet by its row's developer-metadata tag (``tagged`` once the
 tag is seen on the row it came from); a poll that stopped between recording and tagging leaves
 an untagged request that the next poll *claims* by its base key instead of recording a new one
-(:func:`claimable`). Only tagged requests are handed to Airflow.
+(:func:`claimable`). Only requests whose status reached their row are handed to Airflow.
 """
 
 from __future__ import annotations
@@ -375,7 +375,11 @@ def counts_since(conn: Connection, spreadsheet_id: str, since: datetime) -> tupl
 
 
 def to_trigger(store: Store, spreadsheet_id: str) -> list[Request]:
-    """Accepted requests tagged on their row and not yet seen in Airflow (new ones, and any a crash left)."""
+    """Accepted requests whose row shows them (tagged, status written) and not yet seen in Airflow.
+
+    A request is handed to Airflow only once its status reached its row: until then the person may
+    still change the row, and the request is withdrawn instead (see :func:`guardian.sheets.plan.plan_rows`).
+    """
     with store.read() as conn:
         rows = conn.execute(
             select(sheets_requests)
@@ -383,6 +387,7 @@ def to_trigger(store: Store, spreadsheet_id: str) -> list[Request]:
                 sheets_requests.c.spreadsheet_id == spreadsheet_id,
                 sheets_requests.c.status == ACCEPTED,
                 sheets_requests.c.tagged == true(),
+                sheets_requests.c.acked_at.is_not(None),
             )
             .order_by(sheets_requests.c.id)
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,12 +159,26 @@ class RowPlan:
     deferred: int = 0
     gone: list[str] = field(default_factory=list)  # requests whose row no longer exists
     abandoned: list[str] = field(default_factory=list)  # untagged requests no row asks for any more
+    withdrawn: list[str] = field(default_factory=list)  # tagged, never shown on their row, row changed or gone
     seen: list[str] = field(default_factory=list)  # requests whose row shows their current status
+    shown: list[str] = field(default_factory=list)  # not yet acknowledged, but their row shows their run id
 
     @property
     def touches_sheet(self) -> bool:
         """True when the plan writes or tags anything."""
         return bool(self.writes or self.tags or self.drop_tags)
+
+
+def needs_recheck(write: RowWrite, as_read: SheetRow | None) -> bool:
+    """True when a write must wait for a re-read of its row: it changes Status or Run ID.
+
+    Status is the one cell both a person and the guardian write, and Run ID says which request a row
+    holds; the guardian's other cells (Message, Updated at) are its own, found by the row's tag, so
+    writing them over a row a person has just edited overwrites nothing of theirs.
+    """
+    if as_read is None or write.request_id is None:
+        return True
+    return as_read.get("status") != write.cells["status"] or as_read.get("run_id") != write.cells["run_id"]
 
 
 def message_for(req: ledger.Request, ui_base_url: str) -> str:
@@ -256,20 +270,27 @@ def plan_rows(
         if req is not None and req.status == ledger.SUPERSEDED:
             req = None
         if row.status in ASKING:
-            if (
-                req is not None
-                and req.acked_at is None
-                and req.fingerprint == person_digest(row)
-                and row.get("run_id").strip() in ("", req.dag_run_id)
-            ):
-                # Tagged, but its status never reached the row (the poll stopped between tag and write).
-                cells = cells_for(req, ui_base_url, stamp)
-                plan.claimed[row.number] = req.request_id
-                plan.writes.append(
-                    RowWrite(req.request_id, row.number, cells, row_digest(row), req.request_id, req.status)
-                )
-                continue
             cand = candidates.get(row.number)
+            if req is not None and req.acked_at is None and req.status in ledger.OPEN:
+                if row.get("run_id").strip() == req.dag_run_id:
+                    # Its status did reach the row (the poll stopped before recording that), and a person has
+                    # typed `run` again since: the request stands, the row asks for a new one (below).
+                    plan.shown.append(req.request_id)
+                elif _unchanged(req, row, cand) or not _withdrawable(req):
+                    # Tagged, but its status never reached the row (the poll stopped between tag and write):
+                    # this typing's request, found again; its status is written now.
+                    cells = cells_for(req, ui_base_url, stamp)
+                    plan.claimed[row.number] = req.request_id
+                    plan.writes.append(
+                        RowWrite(req.request_id, row.number, cells, row_digest(row), req.request_id, req.status)
+                    )
+                    continue
+                else:
+                    # The row changed before the request's status ever reached it, and the request was never
+                    # handed to Airflow: the person's edit wins. The request is withdrawn (never triggered)
+                    # and the row, as it is now, is judged anew below: one typing, one request.
+                    plan.withdrawn.append(req.request_id)
+                    owner.pop(req.request_id, None)
             if cand is None:
                 continue
             drop = tuple(t.metadata_id for t in read.tags)
@@ -362,10 +383,16 @@ def plan_rows(
             continue
         if req is None:
             continue
+        if req.acked_at is None and req.status in ledger.OPEN and row.get("run_id").strip() == req.dag_run_id:
+            plan.shown.append(req.request_id)  # its status reached the row; the poll stopped before noting it
+            req = replace(req, acked_at=now)
         if row.status not in GUARDIAN_STATUSES:
-            # A person wrote something of their own in Status: theirs, never overwritten. A request the
-            # guardian had not yet confirmed on this row is dropped: the person took the row back first.
+            # A person wrote something of their own in Status: theirs, never overwritten. A request whose
+            # status never reached this row is dropped: the person took the row back first.
             if req.status == ledger.ACCEPTED and not req.tagged:
+                owner.pop(req.request_id, None)
+            elif req.acked_at is None and _withdrawable(req):
+                plan.withdrawn.append(req.request_id)
                 owner.pop(req.request_id, None)
             continue
         cells = cells_for(req, ui_base_url, stamp)
@@ -376,15 +403,35 @@ def plan_rows(
 
     on_sheet = set(owner) | set(plan.claimed.values())
     for req in open_requests:
-        if req.request_id in on_sheet:
+        if req.request_id in on_sheet or req.request_id in plan.withdrawn:
             continue
         if not req.tagged:
             if req.status == ledger.ACCEPTED and req.created_at < now:
                 plan.abandoned.append(req.request_id)
             continue
+        if req.acked_at is None and _withdrawable(req) and req.updated_at < now:
+            # Its row went before its status reached it (and it was tagged before this poll's read began,
+            # so the read would have seen the tag): never handed to Airflow, so it is withdrawn.
+            plan.withdrawn.append(req.request_id)
+            continue
         if req.sheet_status != "gone":
             plan.gone.append(req.request_id)
     return plan
+
+
+def _withdrawable(req: ledger.Request) -> bool:
+    """A request no run can exist for yet: accepted, never handed to the trigger step."""
+    return req.status == ledger.ACCEPTED and req.handed_at is None
+
+
+def _unchanged(req: ledger.Request, row: SheetRow, cand: Candidate | None) -> bool:
+    """The row still asks for exactly what the request was recorded from (person cells and Run ID as read)."""
+    return (
+        cand is not None
+        and cand.base is not None
+        and cand.base == req.base_key
+        and req.fingerprint == person_digest(row)
+    )
 
 
 # -- Airflow ---------------------------------------------------------------------------------
@@ -479,6 +526,4 @@ def _final(status: str, message: str, now: datetime) -> dict[str, Any]:
 
 
 def _with(req: ledger.Request, **fields: Any) -> ledger.Request:
-    from dataclasses import replace
-
     return replace(req, **fields)

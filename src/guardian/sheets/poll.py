@@ -11,12 +11,18 @@
    row as read) whose response carries the sheet as it is right after: every row about to be
    written is compared with the read, and a row a person changed meanwhile is left alone (re-read
    next poll; a request it had just produced is superseded, never triggered). Without tags to
-   create, the same check is ONE ``values.batchGetByDataFilter`` of exactly the rows to write.
+   create, the same check is ONE ``values.batchGetByDataFilter`` of exactly the rows to write, and
+   only when a write changes Status or Run ID (:func:`plan.needs_recheck`): the guardian's own
+   cells (Message, Updated at) are never a person's, so writing them needs no check.
 5. Every write goes in ONE ``values.batchUpdateByDataFilter`` addressed by the rows' tags, never
-   by a row number: a row inserted, deleted, sorted or moved meanwhile cannot misdirect it.
+   by a row number: a row inserted, deleted, sorted or moved meanwhile cannot misdirect it. Only
+   cells that differ from the read are sent.
 
-A settled sheet costs one call; a poll that writes statuses costs three (two more when tags are
-added: see docs/services/sheets.md for the figures).
+A request is handed to Airflow only once its status reached its row (``acked_at``); a request
+whose row changed or went before that is withdrawn, never triggered.
+
+A settled sheet costs one call; a poll that changes only the guardian's own cells two; a poll that
+changes a Status three (see docs/services/sheets.md for the figures and why).
 """
 
 from __future__ import annotations
@@ -249,18 +255,28 @@ def poll(
     result.gone = list(plan.gone)
 
     writes = plan.writes
-    if plan.touches_sheet or table.missing_written:
+    as_read = {r.row.number: r.row for r in view.rows}
+    if (
+        plan.tags
+        or plan.drop_tags
+        or table.missing_written
+        or any(planning.needs_recheck(w, as_read.get(w.row_number)) for w in writes)
+    ):
         writes = _tag_and_check(settings, client, store, view, plan, result)
     if writes or table.missing_written:
-        client.batch_update_by_filter(sid, _write_data(table, writes))
+        client.batch_update_by_filter(sid, _write_data(table, writes, as_read))
         result.written_rows = len(writes)
     with store.write() as conn:
         for w in writes:
             if w.request_id:
                 ledger.set_fields(conn, w.request_id, sheet_status=w.ledger_status, acked_at=read_at, tagged=True)
+        for rid in plan.shown:
+            req = facts.requests.get(rid)
+            if req is not None and req.acked_at is None:
+                ledger.set_fields(conn, rid, acked_at=read_at)
         for rid in plan.seen:
             req = facts.requests.get(rid)
-            if req is not None and (req.sheet_status != req.status or not req.tagged):
+            if req is not None and (req.sheet_status != req.status or not req.tagged or req.acked_at is None):
                 ledger.set_fields(conn, rid, sheet_status=req.status, acked_at=req.acked_at or read_at, tagged=True)
         outcome = "changed" if (writes or plan.tags or result.new) else "no_change"
         ledger.save_poll(conn, source_of(settings), outcome=outcome)
@@ -338,21 +354,8 @@ def _record(conn: Any, plan: planning.RowPlan, sid: str, tab: str, at: datetime)
             at=at,
             fingerprint=new.person,
         )
-        audit.append(
-            conn,
-            actor=audit.default_actor(),
-            action="sheets.request.accepted",
-            target=f"gsheets://{sid}/{tab}#request={req.request_id}",
-            before={"row": new.row_number},
-            after={
-                "request_id": req.request_id,
-                "dag_run_id": req.dag_run_id,
-                "target": req.target_dag,
-                "conf": req.conf,
-            },
-            outcome="ok",
-            context=audit.current_context(),
-        )
+        after = {"request_id": req.request_id, "dag_run_id": req.dag_run_id, "target": req.target_dag, "conf": req.conf}
+        _audit_request(conn, sid, req, "sheets.request.accepted", after, "ok", before={"row": new.row_number})
         out.append(req)
     return out
 
@@ -366,39 +369,67 @@ def _settle(
 ) -> None:
     by_id = {r.request_id: r for r in open_requests}
     for rid in plan.gone:
-        req = by_id[rid]
         ledger.set_fields(conn, rid, sheet_status=ledger.GONE)
-        audit.append(
+        _audit_request(
             conn,
-            actor=audit.default_actor(),
-            action="sheets.request.row_deleted",
-            target=f"gsheets://{sid}/{req.tab}#request={rid}",
-            before={"status": req.status},
-            after={"sheet_status": ledger.GONE, "note": "its row was deleted; the run (if any) goes on"},
-            outcome="ok",
-            context=audit.current_context(),
+            sid,
+            by_id[rid],
+            "sheets.request.row_deleted",
+            {"sheet_status": ledger.GONE, "note": "its row was deleted; the run (if any) goes on"},
+            "ok",
         )
-    for rid in plan.abandoned:
-        req = by_id[rid]
-        conn.execute(
-            ledger.sheets_requests.update()
-            .where(
-                ledger.sheets_requests.c.request_id == rid,
-                ledger.sheets_requests.c.status == ledger.ACCEPTED,
-                ledger.sheets_requests.c.tagged.is_(False),
+    c = ledger.sheets_requests.c
+    for rids, only_if, why, reason in (
+        (
+            plan.abandoned,
+            c.tagged.is_(False),
+            "no row asks for it any more",
+            "its row changed or went before it was tagged",
+        ),
+        (
+            plan.withdrawn,
+            c.acked_at.is_(None) & c.handed_at.is_(None),
+            "withdrawn: its row changed or went before its status reached it; never started",
+            "its row changed or went before its status reached it",
+        ),
+    ):
+        for rid in rids:
+            done = conn.execute(
+                ledger.sheets_requests.update()
+                .where(c.request_id == rid, c.status == ledger.ACCEPTED, only_if)
+                .values(status=ledger.SUPERSEDED, message=why, updated_at=ledger.now_utc())
             )
-            .values(status=ledger.SUPERSEDED, message="no row asks for it any more", updated_at=ledger.now_utc())
-        )
-        audit.append(
-            conn,
-            actor=audit.default_actor(),
-            action="sheets.request.superseded",
-            target=f"gsheets://{sid}/{req.tab}#request={rid}",
-            before={"status": req.status},
-            after={"status": ledger.SUPERSEDED, "reason": "its row changed or went before it was tagged"},
-            outcome="skipped",
-            context=audit.current_context(),
-        )
+            if done.rowcount:
+                _audit_request(
+                    conn,
+                    sid,
+                    by_id[rid],
+                    "sheets.request.superseded",
+                    {"status": ledger.SUPERSEDED, "reason": reason},
+                    "skipped",
+                )
+
+
+def _audit_request(
+    conn: Any,
+    sid: str,
+    req: ledger.Request,
+    action: str,
+    after: dict[str, Any],
+    outcome: str,
+    before: dict[str, Any] | None = None,
+) -> None:
+    """One audit entry about a request, addressed by its request id (``before``: its status unless given)."""
+    audit.append(
+        conn,
+        actor=audit.default_actor(),
+        action=action,
+        target=f"gsheets://{sid}/{req.tab}#request={req.request_id}",
+        before={"status": req.status} if before is None else before,
+        after=after,
+        outcome=outcome,
+        context=audit.current_context(),
+    )
 
 
 def _tag_and_check(
@@ -511,8 +542,13 @@ def _tag_and_check(
     return keep
 
 
-def _write_data(table: ControlTable, writes: list[planning.RowWrite]) -> list[dict[str, Any]]:
-    """DataFilterValueRanges of one values.batchUpdateByDataFilter: missing guardian headers, then each row by tag."""
+def _write_data(
+    table: ControlTable, writes: list[planning.RowWrite], as_read: dict[int, SheetRow]
+) -> list[dict[str, Any]]:
+    """DataFilterValueRanges of one values.batchUpdateByDataFilter: missing guardian headers, then each row by tag.
+
+    Only the cells that differ from the row as read are sent: a cell sent as null is skipped by the API.
+    """
     data: list[dict[str, Any]] = []
     tab = quote_sheet(table.tab)
     for name in table.missing_written:
@@ -525,7 +561,11 @@ def _write_data(table: ControlTable, writes: list[planning.RowWrite]) -> list[di
             }
         )
     for w in writes:
-        cols = {table.column_of(name): value for name, value in w.cells.items()}
+        before = as_read.get(w.row_number)
+        changed = {name: v for name, v in w.cells.items() if before is None or before.get(name) != v}
+        if not changed:
+            continue
+        cols = {table.column_of(name): value for name, value in changed.items()}
         # The filter selects the whole row from column A; null cells are skipped, so only ours change.
         line: list[str | None] = [None] * max(cols)
         for col, value in cols.items():
@@ -623,15 +663,14 @@ def reconcile(settings: Settings, store: Store, sid: str, runs: RunSource | None
                 .values(**fields, updated_at=ledger.now_utc())
             )
             if ch.audit:
-                audit.append(
+                _audit_request(
                     conn,
-                    actor=audit.default_actor(),
-                    action=ch.audit,
-                    target=f"gsheets://{sid}/{before.tab}#request={ch.request_id}",
+                    sid,
+                    before,
+                    ch.audit,
+                    {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()},
+                    "ok" if fields.get("status") == ledger.COMPLETED else "failed",
                     before={"status": before.status, "run_state": before.run_state},
-                    after={k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()},
-                    outcome="ok" if fields.get("status") == ledger.COMPLETED else "failed",
-                    context=audit.current_context(),
                 )
     return len(changes)
 

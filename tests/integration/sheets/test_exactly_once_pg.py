@@ -376,8 +376,8 @@ def test_people_and_polls_exactly_once_on_postgresql(
     run_state_machine_as_test(
         PeopleAndPolls,
         settings=settings(
-            max_examples=int(os.environ.get("GUARDIAN_SHEETS_PBT_EXAMPLES", "6")),
-            stateful_step_count=25,
+            max_examples=int(os.environ.get("SHEETS_PBT_EXAMPLES", "6")),
+            stateful_step_count=int(os.environ.get("SHEETS_PBT_STEPS", "25")),
             deadline=None,
             derandomize=True,
             suppress_health_check=list(HealthCheck),
@@ -387,7 +387,9 @@ def test_people_and_polls_exactly_once_on_postgresql(
 
 def test_poll_process_killed_before_its_write_back_then_rerun(pg_env: str, sheets_sandbox: Sandbox) -> None:
     """A real SIGKILL of a `guardian sheets poll` process after it recorded the request and tagged its row."""
-    sheets_sandbox.fault(delay=15, count=1, method="values.batchUpdateByDataFilter")
+    # The delay only has to outlast the kill (sent within 0.1 s of the call arriving); the sandbox's
+    # server waits for the sleeping handler when it stops, so a longer one is test time for nothing.
+    sheets_sandbox.fault(delay=4, count=1, method="values.batchUpdateByDataFilter")
     proc = subprocess.Popen(
         [*GUARDIAN, "sheets", "poll", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
     )
@@ -402,6 +404,8 @@ def test_poll_process_killed_before_its_write_back_then_rerun(pg_env: str, sheet
     proc.wait(timeout=10)
     requests = ledger.list_requests(store)
     assert len(requests) == 1 and sheets_sandbox.rows("Requests!G2:H2") == [["run"]]
+    # Its status never reached its row: not handed to Airflow until a poll writes it there.
+    assert ledger.to_trigger(store, load_settings().sheets.spreadsheet_id) == []
     httpx.delete(sheets_sandbox.handle.url + "/_sandbox/faults").raise_for_status()
 
     settings_ = load_settings()

@@ -127,6 +127,48 @@ def test_lifecycle_from_airflow_for_any_target_with_link(
     assert airflow.refused == 0
 
 
+@pytest.mark.parametrize("typed", ["on hold", "run"])
+def test_a_status_change_is_rechecked_and_never_overwrites_a_status_typed_right_after_the_read(
+    sheets_sandbox: Sandbox, airflow: Any, typed: str
+) -> None:
+    """Invariant: a Status a person types between the guardian's read and its write is never overwritten
+    (here the row was due to go from queued to running); the write waits for the next poll's read."""
+    req = do_poll(airflow).new[0]
+    do_poll(airflow)
+    airflow.runs[req.dag_run_id]["state"] = "running"
+    once_after(sheets_sandbox, "spreadsheets.get", lambda: sheets_sandbox.type("Requests!G2", [[typed]]))
+    sheets_sandbox.reset_calls()
+    result = do_poll(airflow)
+    assert sheets_sandbox.calls()["by_method"] == {"spreadsheets.get": 1, "values.batchGetByDataFilter": 1}
+    assert cells(sheets_sandbox, 2)["Status"] == typed and result.skipped_writes
+    later = do_poll(airflow)  # the next poll judges the row as the person left it
+    if typed == "run":
+        assert len(later.new) == 1 and cells(sheets_sandbox, 2)["Status"] == "queued"
+        assert cells(sheets_sandbox, 2)["Run ID"] == later.new[0].dag_run_id != req.dag_run_id
+    else:
+        assert later.new == [] and cells(sheets_sandbox, 2)["Status"] == "on hold"
+
+
+def test_a_write_that_leaves_status_alone_is_not_rechecked_and_keeps_a_persons_status(
+    sheets_sandbox: Sandbox, airflow: Any
+) -> None:
+    """Invariant: a poll whose writes change no Status or Run ID costs two calls, and a Status a person types
+    right after its read stays theirs (only the guardian's own cells of the row are written, by its tag)."""
+    req = do_poll(airflow).new[0]
+    assert airflow.runs[req.dag_run_id]["state"] == "queued"  # Airflow has the run, not started yet
+    sheets_sandbox.edit_after("spreadsheets.get", "Requests!G2", [["on hold"]])
+    sheets_sandbox.reset_calls()
+    do_poll(airflow)
+    assert sheets_sandbox.calls()["by_method"] == {"spreadsheets.get": 1, "values.batchUpdateByDataFilter": 1}
+    row = cells(sheets_sandbox, 2)
+    assert row["Status"] == "on hold" and row["Run ID"] == req.dag_run_id
+    assert row["Message"].endswith(f"/runs/{req.dag_run_id}")  # the run's link: the guardian's own cell
+    airflow.runs[req.dag_run_id]["state"] = "running"
+    sheets_sandbox.reset_calls()
+    do_poll(airflow)
+    assert sheets_sandbox.calls()["total"] == 1 and cells(sheets_sandbox, 2)["Status"] == "on hold"
+
+
 @pytest.mark.parametrize(
     ("fate", "says"),
     [("failed", "the run failed"), ("vanished", "gone from Airflow"), ("timeout", "timed out after 2 h")],

@@ -29,7 +29,8 @@ def candidates(rows: list[p.ReadRow]) -> dict[int, p.Candidate]:
     for r in rows:
         if r.row.status in p.ASKING:
             valid = validate_row(r.row, settings, today=NOW.date())
-            out[r.row.number] = p.Candidate(r, valid, None, ledger.base_key("s", "Requests", valid.params_key, ""))
+            base = ledger.base_key("s", "Requests", valid.params_key, r.row.get("run_id"))
+            out[r.row.number] = p.Candidate(r, valid, None, base)
     return out
 
 
@@ -120,3 +121,52 @@ def test_reconcile_counts_attempts_then_fails_and_rechecks_the_allow_list() -> N
     assert "may no longer be started" in barred.fields["message"]
     [seen] = p.reconcile([req], {"sheets__gggg": "running"}, None, now=NOW, **kwargs)  # type: ignore[arg-type]
     assert seen.fields == {"status": ledger.TRIGGERED, "run_state": "running"}
+
+
+# -- a request whose status never reached its row (the poll stopped between tagging and writing) ----------
+def _unshown(values: list[str], rid: str, **fields: object) -> tuple[list[p.ReadRow], ledger.Request]:
+    rows = read([values], {2: [p.Tag(11, rid)]})
+    base = candidates(rows)[2].base
+    req = request(rid, rows[0], status=ledger.ACCEPTED, acked_at=None, sheet_status=None, base_key=base)
+    return rows, replace(req, **fields)  # type: ignore[arg-type]
+
+
+def test_run_retyped_over_an_older_run_id_finds_its_unshown_request_again() -> None:
+    # The row showed an older request's run id when `run` was typed again; the request recorded for that
+    # typing was tagged, then the poll died. The next poll writes that request: it never records a second one.
+    rows, req = _unshown(["TH", "ACME", "", "", "", "b@example.com", "run", "sheets__old1"], "hhhh")
+    out = plan(rows, p.LedgerFacts({"hhhh": req}, {}, {}), [req])
+    assert out.new == [] and out.claimed == {2: "hhhh"} and out.withdrawn == []
+    assert [(w.tag, w.cells["status"]) for w in out.writes] == [("hhhh", "queued")]
+
+
+def test_a_row_changed_before_its_request_showed_withdraws_the_request_and_asks_anew() -> None:
+    _, req = _unshown(["TH", "ACME", "", "", "", "b@example.com", "run"], "iiii")
+    rows = read([["TH", "NOVA", "", "", "", "b@example.com", "run"]], {2: [p.Tag(11, "iiii")]})
+    out = plan(rows, p.LedgerFacts({"iiii": req}, {}, {}), [req])
+    assert out.withdrawn == ["iiii"] and len(out.new) == 1 and out.gone == []
+    assert out.tags == [p.TagOp(2, out.new[0].request_id, (11,))]
+
+
+def test_a_handed_request_is_never_withdrawn_its_row_shows_it() -> None:
+    _, req = _unshown(["TH", "ACME", "", "", "", "b@example.com", "run"], "jjjj", handed_at=NOW)
+    rows = read([["TH", "NOVA", "", "", "", "b@example.com", "run"]], {2: [p.Tag(11, "jjjj")]})
+    out = plan(rows, p.LedgerFacts({"jjjj": req}, {}, {}), [req])
+    assert out.withdrawn == [] and out.new == [] and out.claimed == {2: "jjjj"}
+
+
+def test_an_unshown_request_whose_row_went_or_was_taken_back_is_withdrawn() -> None:
+    _, req = _unshown(["TH", "ACME", "", "", "", "b@example.com", "run"], "kkkk", updated_at=NOW - timedelta(1))
+    out = plan(read([]), p.LedgerFacts({}, {}, {}), [req])
+    assert out.withdrawn == ["kkkk"] and out.gone == []
+    back = read([["TH", "ACME", "", "", "", "b@example.com", "on hold"]], {2: [p.Tag(11, "kkkk")]})
+    out = plan(back, p.LedgerFacts({"kkkk": req}, {}, {}), [req])
+    assert out.withdrawn == ["kkkk"] and out.writes == []
+
+
+def test_an_unacknowledged_request_its_row_shows_stands_when_run_is_typed_again() -> None:
+    # The write landed, the poll died before noting it; then a person typed `run` again on the row.
+    _, req = _unshown(["TH", "ACME", "", "", "", "b@example.com", "run"], "llll")
+    rows = read([["TH", "ACME", "", "", "", "c@example.com", "run", "sheets__llll"]], {2: [p.Tag(11, "llll")]})
+    out = plan(rows, p.LedgerFacts({"llll": req}, {}, {}), [req])
+    assert out.shown == ["llll"] and out.withdrawn == [] and len(out.new) == 1
