@@ -12,9 +12,11 @@ instead of submitting a second billed job; jobs.insert of an id that exists answ
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -26,14 +28,14 @@ from guardian.sales.sql import TableRef
 from guardian.sales.warehouse import (
     SLICE_COLUMNS,
     Estimate,
-    ExportedFile,
     Params,
     PartitionExport,
     QueryFailed,
     QueryStats,
     SpecFor,
-    extension,
     format_bytes,
+    sql_path,
+    write_slices,
 )
 
 if TYPE_CHECKING:
@@ -97,18 +99,40 @@ class BigQueryWarehouse:
             return None
 
     def _stats(self, job: Any, spec: JobSpec) -> JobStats:
+        # An extract job has no byte statistics: BigQuery does not bill it.
         return JobStats(
             str(job.job_id),
             spec.step,
-            int(job.total_bytes_processed or 0),
-            int(job.total_bytes_billed or 0),
-            _int(job.slot_millis),
+            int(getattr(job, "total_bytes_processed", None) or 0),
+            int(getattr(job, "total_bytes_billed", None) or 0),
+            _int(getattr(job, "slot_millis", None)),
             _int(getattr(job, "maximum_bytes_billed", None)),
             _export_rows(job),
         )
 
     def _job(self, sql: str, params: Params, spec: JobSpec, *, valid: Callable[[Any], bool] | None = None) -> Any:
-        """Run ``sql`` as the job of ``spec``, reattaching to the newest generation an earlier attempt submitted.
+        """Run ``sql`` as the query job of ``spec`` (capped by what remains of the budget), reattaching."""
+
+        def submit(job_id: str) -> Any:
+            config = self._job_config(
+                params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
+            )
+            return self.client.query(
+                sql,
+                job_config=config,
+                job_id=job_id,
+                location=self.settings.sales.location,
+                retry=self._retry,
+                timeout=self._timeout,
+                job_retry=None,  # a new attempt is a new generation, decided here
+            )
+
+        return self._idempotent(submit, spec, valid=valid)
+
+    def _idempotent(
+        self, submit: Callable[[str], Any], spec: JobSpec, *, valid: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """Run ``submit``'s job as the job of ``spec``, reattaching to the newest generation already submitted.
 
         Every earlier generation that finished was billed, so it is recorded too (once: the
         budget keys jobs by id) before a new generation gets what remains as its cap.
@@ -131,19 +155,8 @@ class BigQueryWarehouse:
             reattached = job is not None
             try:
                 if job is None:
-                    config = self._job_config(
-                        params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
-                    )
                     try:
-                        job = self.client.query(
-                            sql,
-                            job_config=config,
-                            job_id=job_id,
-                            location=self.settings.sales.location,
-                            retry=self._retry,
-                            timeout=self._timeout,
-                            job_retry=None,  # a new attempt is a new generation, decided here
-                        )
+                        job = submit(job_id)
                     except gexc.Conflict:
                         job, reattached = self._get_job(job_id), True
                         if job is None:
@@ -292,53 +305,78 @@ class BigQueryWarehouse:
         storage: Storage,
         stem: Callable[[str, str], str],
         spec_for: SpecFor,
+        staging: str,
     ) -> list[PartitionExport]:
-        """``EXPORT DATA`` of each slice straight from the clustered result to Cloud Storage.
+        """One free extract job of the result to ``staging``, then every slice in one DuckDB pass.
 
-        Each job reads only its slice's blocks; file sizes and MD5s come from the storage's
-        object metadata, never from downloading the files.
+        BigQuery bills no bytes for extract jobs (https://cloud.google.com/bigquery/pricing#free:
+        "Exporting data"), where an ``EXPORT DATA`` of each slice would bill its blocks of the
+        result again. An extract cannot filter (it writes a whole table,
+        https://cloud.google.com/bigquery/docs/exporting-data#export_limitations), so the slices
+        are cut by one ``COPY ... (PARTITION_BY ...)`` over the staged Parquet files
+        (:func:`~guardian.sales.warehouse.write_slices`, the DuckDB backend's own export), in a
+        bounded-memory DuckDB on this worker; the staged files are deleted afterwards. File sizes
+        and checksums come from the storage's metadata of the objects it holds.
         """
-        options = (
-            "format = 'PARQUET', compression = 'ZSTD'"
-            if fmt == "parquet"
-            else "format = 'CSV', compression = 'GZIP', header = true"
-        )
-        parts = []
-        for country, brand, rows in slices:
-            key_stem = stem(country, brand)
-            pattern = storage.uri(f"{key_stem}-*.{extension(fmt)}")
-            if not pattern.startswith("gs://") or not _EXPORT_URI.match(pattern):
-                raise GuardianError(
-                    f"export destination {pattern} is not a gs:// URI BigQuery can write; "
-                    "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
-                )
-            # The URI is a literal by BigQuery's grammar; it is built from checked parts only
-            # (bucket and prefix from settings, codes from the allow-lists, a hex token) and
-            # matched against _EXPORT_URI above. The values of the slice are query parameters.
-            sql = (
-                f"EXPORT DATA OPTIONS (uri = '{pattern}', {options}, overwrite = true) AS "
-                f"SELECT * FROM {self.result_table(name).sql(dialect='bigquery')} "
-                "WHERE country_code = @country AND brand_code = @brand"
+        import duckdb
+
+        pattern = storage.uri(f"{staging}part-*.parquet")
+        if not pattern.startswith("gs://") or not _EXPORT_URI.match(pattern):
+            raise GuardianError(
+                f"export destination {pattern} is not a gs:// URI BigQuery can write; "
+                "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
             )
-            spec = spec_for(country, brand)
-            done = self._job(
-                sql,
-                {"country": ("STRING", country), "brand": ("STRING", brand)},
-                spec,
-                valid=_files_exist(storage, key_stem),
+        spec = spec_for("*", "*")
+        self._extract(name, pattern, spec, valid=lambda _job: bool(storage.list(staging)))
+        cfg = self.settings.sales
+        try:
+            with tempfile.TemporaryDirectory(prefix="guardian-export-") as tmp:
+                folder = Path(tmp)
+                staged = folder / "staged"
+                staged.mkdir()
+                keys = storage.list(staging)
+                if not keys:  # an empty result: nothing to write
+                    return [PartitionExport(c, b, rows, [], 0, None) for c, b, rows in slices]
+                for i, key in enumerate(keys):
+                    storage.download(key, staged / f"{i:05d}.parquet")
+                con = duckdb.connect(":memory:")
+                try:
+                    # Bounded memory whatever the result size: DuckDB spills to the temporary folder.
+                    con.execute(f"SET memory_limit = '{int(cfg.duckdb_memory_mb)}MB'")
+                    con.execute(f"SET threads = {int(cfg.duckdb_threads)}")
+                    con.execute(f"SET temp_directory = '{sql_path(folder / 'spill')}'")
+                    con.execute("SET preserve_insertion_order = false")
+                    relation = f"read_parquet('{sql_path(staged)}/*.parquet')"
+                    return write_slices(con, relation, folder, fmt, slices, storage, stem)
+                except duckdb.Error as exc:
+                    raise QueryFailed(f"export of {name}: {_first_line(exc)}") from exc
+                finally:
+                    con.close()
+        finally:
+            for key in storage.list(staging):
+                storage.delete(key)
+
+    def _extract(self, name: str, pattern: str, spec: JobSpec, *, valid: Callable[[Any], bool]) -> Any:
+        """The result table to ``pattern`` as Parquet: one idempotent extract job (not billed, labelled)."""
+        from google.cloud import bigquery
+
+        def submit(job_id: str) -> Any:
+            config = bigquery.ExtractJobConfig(  # type: ignore[no-untyped-call]
+                destination_format=bigquery.DestinationFormat.PARQUET,
+                compression=bigquery.Compression.SNAPPY,
+                labels=spec.labels,
             )
-            files = [
-                ExportedFile(key=key, uri=storage.uri(key), bytes=size, md5=md5)
-                for key in _slice_keys(storage, key_stem)
-                for size, md5 in [object_md5(storage, key)]
-            ]
-            part = PartitionExport(country, brand, rows, files, _export_rows(done))
-            if part.exported_rows is None:
-                part.exported_rows = _count_rows(storage, files, fmt)
-            if len(files) == 1:
-                files[0].rows = part.exported_rows
-            parts.append(part)
-        return parts
+            return self.client.extract_table(
+                self._table_id(name),
+                [pattern],
+                job_id=job_id,
+                job_config=config,
+                location=self.settings.sales.location,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+
+        return self._idempotent(submit, spec, valid=valid)
 
     def expire_results(self, max_age_hours: int) -> None:
         """Nothing to do: the results dataset's default table expiration deletes old results."""
@@ -349,56 +387,6 @@ class BigQueryWarehouse:
 
         with contextlib.suppress(gexc.GoogleAPIError):
             self.client.delete_table(self._table_id(name), not_found_ok=True, retry=self._retry, timeout=self._timeout)
-
-
-def _files_exist(storage: Storage, key_stem: str) -> Callable[[Any], bool]:
-    """A reattached export job is still valid only while its files are there."""
-    return lambda _job: bool(_slice_keys(storage, key_stem))
-
-
-def _slice_keys(storage: Storage, key_stem: str) -> list[str]:
-    folder, stem = key_stem.rsplit("/", 1)
-    return sorted(k for k in storage.list(folder + "/") if k.rsplit("/", 1)[1].startswith(stem + "-"))
-
-
-def object_md5(storage: Storage, key: str) -> tuple[int, str]:
-    """(size, hex MD5) of a stored object from the storage's own metadata.
-
-    On Cloud Storage that is the object resource's ``size`` and ``md5Hash``
-    (https://cloud.google.com/storage/docs/json_api/v1/objects#resource); a local folder
-    hashes the file where it lies.
-    """
-    import base64
-    import hashlib
-
-    bucket = getattr(storage, "_bucket", None)
-    name = getattr(storage, "_name", None)
-    if callable(bucket) and callable(name):
-        blob = bucket().get_blob(name(key))
-        if blob is not None and blob.md5_hash:
-            return int(blob.size), base64.b64decode(blob.md5_hash).hex()
-    path = getattr(storage, "_path", None)
-    if callable(path):
-        local = path(key)
-        digest = hashlib.md5(usedforsecurity=False)
-        with local.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-                digest.update(chunk)
-        return local.stat().st_size, digest.hexdigest()
-    data = storage.get(key)
-    return len(data), hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _count_rows(storage: Storage, files: list[ExportedFile], fmt: str) -> int | None:
-    """Rows in Parquet files from their footers (the statistics BigQuery gives are preferred)."""
-    if fmt != "parquet":
-        return None
-    import pyarrow.parquet as pq
-
-    path = getattr(storage, "_path", None)
-    if not callable(path):
-        return None
-    return sum(int(pq.ParquetFile(path(f.key)).metadata.num_rows) for f in files)
 
 
 def _export_rows(job: Any) -> int | None:

@@ -4,6 +4,7 @@ Layout under the destination root::
 
     sales/run_id=<run>/country=<c>/brand=<b>/part-<attempt>-00000.parquet
     sales/run_id=<run>/_manifest.json
+    sales/run_id=<run>/_staging-<attempt>/...   (only while an export runs: BigQuery's extract of the result)
 
 The manifest is the commit point: it lists exactly the files of one attempt (rows, bytes,
 the storage's MD5 each), the schema, the query hash, the params, and every job of the run with
@@ -80,6 +81,7 @@ def export_result(
 ) -> ExportResult:
     """Write every country x brand slice, reconcile, then the manifest, then drop earlier attempts' files."""
     prefix = run_prefix(export_prefix, run_id)
+    staging = f"{prefix}_staging-{token}/"
     before = set(storage.list(prefix))
     written: list[str] = []
     try:
@@ -90,6 +92,7 @@ def export_result(
             storage,
             lambda country, brand: f"{prefix}country={country}/brand={brand}/part-{token}",
             spec_for,
+            staging,
         )
         written.extend(f.key for p in exported for f in p.files)
         gate(exported)
@@ -104,6 +107,7 @@ def export_result(
                 "rows": f.rows,
                 "bytes": f.bytes,
                 "md5": f.md5,
+                "crc32c": f.crc32c,
             }
             for p in exported
             for f in p.files
@@ -127,7 +131,8 @@ def export_result(
         manifest_uri = storage.put(prefix + MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
     except BaseException as exc:
         # This attempt's files (also those of slices written before the failure) go; earlier ones stay.
-        for key in set(written) | {k for k in storage.list(prefix) if f"/part-{token}-" in k}:
+        ours = {k for k in storage.list(prefix) if f"/part-{token}-" in k or k.startswith(staging)}
+        for key in set(written) | ours:
             if key not in before:
                 storage.delete(key)
         if isinstance(exc, GuardianError):

@@ -130,7 +130,9 @@ def _freshness_params(settings: Settings, params: ExtractParams) -> dict[str, tu
 
 
 # -- estimate / cost guard -----------------------------------------------------------------
-JOBS_AFTER_QUERY = 1  # the gate's one pass (+ one export job per slice, + freshness; a listing only after a rerun)
+# Billed jobs after the query: the gate's one pass (+ the freshness probe, estimated apart; a
+# listing only after a rerun). The export is one extract job, which BigQuery does not bill.
+JOBS_AFTER_QUERY = 1
 
 
 @dataclass(frozen=True)
@@ -170,23 +172,22 @@ def estimate(d: Deps, params: ExtractParams) -> CostCheck:
     """Dry-run the run's source jobs; nothing is billed or written.
 
     The parts: the query (BigQuery's dry run, an upper bound on clustered tables), the
-    freshness probe, and BigQuery's minimum charge for every job reading the result (quality
-    checks, coverage, slice listing, one export per slice). Reads of the result itself are
-    bounded by the result's size, known only once it exists; each later step checks them
-    against what remains of the budget before it runs.
+    freshness probe, and BigQuery's minimum charge for the gate's one pass over the result (the
+    export is an extract job, which BigQuery does not bill). The pass's reads of the result are
+    bounded by the result's size, known only once it exists; the gate checks them against what
+    remains of the budget before it runs.
     """
     query = query_for(d.settings, params)
     est = d.warehouse.dry_run(query.bigquery_sql, query.params)
     fresh = d.warehouse.dry_run(freshness_sql(source_table(d.settings)), _freshness_params(d.settings, params))
-    slices = len(params.countries) * len(params.brands)
     minimum = d.warehouse.min_job_bytes
     parts = (
         ("query", max(est.bytes, minimum)),
         ("freshness", max(fresh.bytes, minimum)),
-        ("result reads (minimum charge)", minimum * (JOBS_AFTER_QUERY + slices)),
+        ("result reads (minimum charge)", minimum * JOBS_AFTER_QUERY),
     )
-    # The result is at most what the query reads; the gate's pass and the exports read it about twice.
-    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, 2 * est.bytes)
+    # The result is at most what the query reads; the gate's pass reads it at most once.
+    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, est.bytes)
 
 
 def guard(check: CostCheck) -> None:
@@ -283,8 +284,8 @@ def _ensure_result(d: Deps, params: ExtractParams, run_id: str, budget: RunBudge
         _materialize(d, params, run_id, budget)
 
 
-def _need(d: Deps, name: str, jobs: int, reads: float = 1.0) -> int:
-    return int(d.warehouse.result_bytes(name) * reads) + jobs * d.warehouse.min_job_bytes
+def _need(d: Deps, name: str, jobs: int) -> int:
+    return d.warehouse.result_bytes(name) + jobs * d.warehouse.min_job_bytes
 
 
 def sales_checks(settings: Settings, params: ExtractParams) -> list[qc.Check]:
@@ -506,8 +507,10 @@ def _gate_listing(d: Deps, run_id: str, job_id: Any) -> list[dict[str, Any]] | N
 def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
     """Write the result under run_id=<run>/ with the manifest last (audited: it replaces a prior export).
 
-    Refused before any export job bills when the result's size does not fit what remains of the
-    budget; the files are reconciled with the result (rows per slice) before the manifest commits.
+    The export itself bills nothing (BigQuery: one extract job); what can bill is the query run
+    again when the result is gone, or a listing of a result the gate did not read, and those are
+    refused before they bill when they do not fit what remains of the budget. The files are
+    reconciled with the result (rows and net amount per slice) before the manifest commits.
     """
     with _step(d, run_id, "export"):
         cfg = d.settings.sales
@@ -518,11 +521,10 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
         run = runs.get_run(d.store, run_id) or {}
         generation = str(run.get("job_id"))
         fingerprint = _fingerprint(params, query) + generation
-        slices_n = len(params.countries) * len(params.brands)
         listing = _gate_listing(d, run_id, run.get("job_id"))
-        budget.spec("export", fingerprint, need=_need(d, name, slices_n + (listing is None), reads=1.25))
         if listing is None:
             # The gate's figures are of another result (the query ran again): list this one.
+            budget.spec("export", fingerprint, need=_need(d, name, 1))
             table = d.warehouse.result_table(name).sql(dialect="bigquery")
             cols, rows = d.warehouse.query_rows(
                 listing_sql(table), {}, name, 100_000, budget.spec("export", fingerprint + "list")
@@ -586,7 +588,7 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
                 token=token,
                 fmt=params.format,
                 slices=slices,
-                spec_for=lambda c, b: budget.spec("export", f"{fingerprint}:{token}:{c}:{b}"),
+                spec_for=lambda c, b: budget.spec("export", f"{fingerprint}:{token}:{c}:{b}", free=True),
                 gate=reconcile,
                 manifest_fields=manifest_fields,
                 schema=d.warehouse.result_schema(name),

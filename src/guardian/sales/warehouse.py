@@ -9,7 +9,8 @@ run the same BigQuery-dialect SQL and expose the same steps:
   as one idempotent job carrying what remains of the run's byte budget,
 - ``query_one`` / ``query_rows`` / ``result_schema``: read the result (checks, sheets),
 - ``export``: write every country x brand slice of the result to storage, never streaming
-  rows through Python,
+  rows through Python: one ``COPY ... (PARTITION_BY ...)`` (:func:`write_slices`) over the
+  result (DuckDB) or over BigQuery's free extract of it (BigQuery),
 - ``result_exists`` / ``result_bytes`` / ``drop_result``.
 
 Every job a backend runs takes a :class:`~guardian.sales.budget.JobSpec` (deterministic id,
@@ -22,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlglot import exp
@@ -50,6 +52,8 @@ __all__ = [
     "format_bytes",
     "open_warehouse",
     "result_name",
+    "sql_path",
+    "write_slices",
 ]
 
 
@@ -90,6 +94,7 @@ class ExportedFile:
     bytes: int
     md5: str
     rows: int | None = None
+    crc32c: str | None = None
 
 
 @dataclass
@@ -155,9 +160,72 @@ class Warehouse(Protocol):
         storage: Storage,
         stem: Callable[[str, str], str],
         spec_for: SpecFor,
+        staging: str,
     ) -> list[PartitionExport]: ...
     def drop_result(self, name: str) -> None: ...
     def expire_results(self, max_age_hours: int) -> None: ...
+
+
+def write_slices(
+    con: Any,
+    relation: str,
+    folder: Path,
+    fmt: str,
+    slices: list[tuple[str, str, int]],
+    storage: Storage,
+    stem: Callable[[str, str], str],
+) -> list[PartitionExport]:
+    """Every slice of ``relation`` in one DuckDB ``COPY ... (PARTITION_BY ...)`` pass into ``folder``, then to storage.
+
+    Rows and net amount per slice are counted from the written files themselves (what the
+    export is reconciled with); each file's size and checksums are the storage's own
+    (:meth:`~guardian.storage.Storage.hash`) of the object it now holds. ``relation`` is a
+    DuckDB table or table function; the connection's memory limit bounds the pass.
+    """
+    out = folder / "out"
+    ext = extension(fmt)
+    options = (
+        "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+        if fmt == "parquet"
+        else "FORMAT csv, HEADER true, COMPRESSION gzip"
+    )
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    # The CSV reader's default 32 MB buffer per file and thread would not fit the memory limit.
+    csv_options = "" if fmt == "parquet" else ", header = true, buffer_size = 4194304"
+    con.execute(
+        f"COPY (SELECT * FROM {relation}) TO '{sql_path(out)}' "
+        f"({options}, PARTITION_BY ({', '.join(SLICE_COLUMNS)}), "
+        f"WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN 'part_{{i}}')"
+    )
+    counts: dict[tuple[str, str], tuple[int, float | None]] = {}
+    if any(out.rglob(f"*.{ext}")):
+        counts = {
+            (str(c), str(b)): (int(n), None if amount is None else float(amount))
+            for c, b, n, amount in con.execute(
+                f"SELECT country_code, brand_code, count(*), sum(net_amount) "
+                f"FROM {reader}('{sql_path(out)}/**/*.{ext}', hive_partitioning = false{csv_options}) GROUP BY ALL"
+            ).fetchall()
+        }
+    parts: list[PartitionExport] = []
+    for country, brand, rows in slices:
+        slice_folder = out / f"country_code={country}" / f"brand_code={brand}"
+        files = []
+        for i, local in enumerate(sorted(slice_folder.glob(f"*.{ext}")) if slice_folder.exists() else []):
+            key = f"{stem(country, brand)}-{i:05d}.{ext}"
+            uri = storage.put(key, local)
+            stored = storage.hash(key)
+            files.append(ExportedFile(key, uri, stored.size, stored.md5 or "", crc32c=stored.crc32c))
+        got_rows, got_amount = counts.get((country, brand), (0, None))
+        part = PartitionExport(country, brand, rows, files, got_rows, got_amount)
+        if len(files) == 1:
+            files[0].rows = part.exported_rows
+        parts.append(part)
+    return parts
+
+
+def sql_path(path: Path) -> str:
+    """A path as a DuckDB string literal's content."""
+    return str(path).replace("'", "''")
 
 
 def open_warehouse(settings: Settings, client: Any | None = None) -> Warehouse:
