@@ -1,4 +1,7 @@
-"""BigQuery through google-cloud-bigquery: dry runs, idempotent capped jobs, server-side export.
+"""BigQuery through google-cloud-bigquery: dry runs, idempotent capped jobs, an unbilled export.
+
+The run's data is read by BigQuery once, by the query into the result table; the gate's pass
+reads the result's checked columns; the export is an extract job, which BigQuery does not bill.
 
 Every API call has a timeout and the client library's bounded retry (exponential backoff with
 jitter on 429/5xx). Every job has a deterministic id (``<JobSpec.base_id>_<generation>``): a
@@ -44,6 +47,10 @@ if TYPE_CHECKING:
 
 # Generations of one job id stem before giving up (each needs a failed job or lost output).
 MAX_GENERATIONS = 5
+# An extract job bills nothing, and its staged files are deleted once cut into slices, so every
+# rerun of a finished export (same result, same job id stem) needs a new generation; the bound
+# only stops a loop.
+MAX_FREE_GENERATIONS = 100
 # https://cloud.google.com/bigquery/docs/error-messages: reasons worth a new job.
 TRANSIENT_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobBackendError"})
 _EXPORT_URI = __import__("re").compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}/[A-Za-z0-9._=/*-]+$")
@@ -107,7 +114,6 @@ class BigQueryWarehouse:
             int(getattr(job, "total_bytes_billed", None) or 0),
             _int(getattr(job, "slot_millis", None)),
             _int(getattr(job, "maximum_bytes_billed", None)),
-            _export_rows(job),
         )
 
     def _job(self, sql: str, params: Params, spec: JobSpec, *, valid: Callable[[Any], bool] | None = None) -> Any:
@@ -130,7 +136,12 @@ class BigQueryWarehouse:
         return self._idempotent(submit, spec, valid=valid)
 
     def _idempotent(
-        self, submit: Callable[[str], Any], spec: JobSpec, *, valid: Callable[[Any], bool] | None = None
+        self,
+        submit: Callable[[str], Any],
+        spec: JobSpec,
+        *,
+        valid: Callable[[Any], bool] | None = None,
+        generations: int = MAX_GENERATIONS,
     ) -> Any:
         """Run ``submit``'s job as the job of ``spec``, reattaching to the newest generation already submitted.
 
@@ -140,7 +151,7 @@ class BigQueryWarehouse:
         from google.api_core import exceptions as gexc
 
         existing: list[Any] = []
-        while len(existing) < MAX_GENERATIONS:
+        while len(existing) < generations:
             found = self._get_job(f"{spec.base_id}_{len(existing)}")
             if found is None:
                 break
@@ -149,7 +160,7 @@ class BigQueryWarehouse:
             if getattr(old, "state", None) == "DONE" and old.error_result is None:
                 spec.on_done(self._stats(old, spec))
         generation = max(len(existing) - 1, 0)
-        while generation < MAX_GENERATIONS:
+        while generation < generations:
             job_id = f"{spec.base_id}_{generation}"
             job = existing[generation] if generation < len(existing) else None
             reattached = job is not None
@@ -179,7 +190,7 @@ class BigQueryWarehouse:
                 continue
             return job
         raise QueryFailed(
-            f"BigQuery job {spec.base_id} needed more than {MAX_GENERATIONS} generations; clear the task later"
+            f"BigQuery job {spec.base_id} needed more than {generations} generations; clear the task later"
         )
 
     def _ensure_results_dataset(self) -> None:
@@ -376,7 +387,7 @@ class BigQueryWarehouse:
                 timeout=self._timeout,
             )
 
-        return self._idempotent(submit, spec, valid=valid)
+        return self._idempotent(submit, spec, valid=valid, generations=MAX_FREE_GENERATIONS)
 
     def expire_results(self, max_age_hours: int) -> None:
         """Nothing to do: the results dataset's default table expiration deletes old results."""
@@ -387,14 +398,6 @@ class BigQueryWarehouse:
 
         with contextlib.suppress(gexc.GoogleAPIError):
             self.client.delete_table(self._table_id(name), not_found_ok=True, retry=self._retry, timeout=self._timeout)
-
-
-def _export_rows(job: Any) -> int | None:
-    # statistics.query.exportDataStatistics.rowCount of an EXPORT DATA job
-    # (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics).
-    stats = (getattr(job, "_properties", {}) or {}).get("statistics", {}).get("query", {})
-    count = (stats.get("exportDataStatistics") or {}).get("rowCount")
-    return int(count) if count is not None else None
 
 
 def _reasons(exc: Exception) -> set[str]:

@@ -187,6 +187,11 @@ def test_export_bills_nothing_even_with_the_budget_spent(
     assert bq_stub.calls[before:] == [] and bq_stub.total_billed() == spent and len(bq_stub.extracts) == 1
     record = runs.get_run(get_store(settings), "bq-tight")
     assert record is not None and record["bytes_billed"] == spent
+    # Cleared again on the same result: the first extract's staged files are gone, so a new
+    # generation of it runs (still unbilled) and the same files are committed again.
+    again = service.export_step(d, params, "bq-tight")
+    assert [(f["path"], f["rows"]) for f in again.files] == [(f["path"], f["rows"]) for f in result.files]
+    assert [e["jobId"][-2:] for e in bq_stub.extracts] == ["_0", "_1"] and bq_stub.total_billed() == spent
 
 
 def test_clearing_export_after_finish_reruns_the_query_within_the_budget(
