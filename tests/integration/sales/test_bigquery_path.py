@@ -8,6 +8,7 @@ bills (columns x partitions, cluster pruning, 10 MB minimum), refuses jobs over
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -168,10 +169,11 @@ def test_export_bills_nothing_even_with_the_budget_spent(
     # Invariant: the export adds no billed byte to the run (one extract job, which BigQuery does
     # not bill, and no query over the result): with nothing left of the budget it still commits.
     # (A step that would bill past the budget is refused before it submits a job: the cleared
-    # export below, which must run the query again.)
+    # export below, which must run the query again.) In CSV: the slices are cut from the
+    # extract's Parquet and written as gzipped CSV with a header.
     load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
     settings = load_settings()
-    params = validate_params(RAW, settings)
+    params = validate_params({**RAW, "format": "csv"}, settings)
     d = service.deps(settings, params)
     d.storage = emulator_gcs
     service.begin(d, params, "bq-tight")
@@ -191,6 +193,10 @@ def test_export_bills_nothing_even_with_the_budget_spent(
     # generation of it runs (still unbilled) and the same files are committed again.
     again = service.export_step(d, params, "bq-tight")
     assert [(f["path"], f["rows"]) for f in again.files] == [(f["path"], f["rows"]) for f in result.files]
+    for f in again.files:
+        assert f["path"].endswith(".csv.gz")
+        lines = gzip.decompress(emulator_gcs.get(f"sales/run_id=bq-tight/{f['path']}")).decode().splitlines()
+        assert lines[0].split(",") == [n for n, _ in RESULT_SCHEMAS["entry"]] and len(lines) == f["rows"] + 1
     assert [e["jobId"][-2:] for e in bq_stub.extracts] == ["_0", "_1"] and bq_stub.total_billed() == spent
 
 
