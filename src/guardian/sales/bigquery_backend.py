@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,14 +31,12 @@ from guardian.sales.sql import TableRef
 from guardian.sales.warehouse import (
     SLICE_COLUMNS,
     Estimate,
+    LocalCopy,
     Params,
-    PartitionExport,
     QueryFailed,
     QueryStats,
-    SpecFor,
     format_bytes,
     sql_path,
-    write_slices,
 )
 
 if TYPE_CHECKING:
@@ -308,26 +306,17 @@ class BigQueryWarehouse:
         names = [f.name for f in result.schema]
         return names, [list(row.values()) for row in result]
 
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-        staging: str,
-    ) -> list[PartitionExport]:
-        """One free extract job of the result to ``staging``, then every slice in one DuckDB pass.
+    @contextlib.contextmanager
+    def local_copy(self, name: str, storage: Storage, staging: str, job: JobSpec) -> Iterator[LocalCopy]:
+        """The result as ``result`` on a bounded-memory DuckDB: one extract job to ``staging``, downloaded.
 
         BigQuery bills no bytes for extract jobs (https://cloud.google.com/bigquery/pricing#free:
-        "Exporting data"), where an ``EXPORT DATA`` of each slice would bill its blocks of the
-        result again. An extract cannot filter (it writes a whole table,
-        https://cloud.google.com/bigquery/docs/exporting-data#export_limitations), so the slices
-        are cut by one ``COPY ... (PARTITION_BY ...)`` over the staged Parquet files
-        (:func:`~guardian.sales.warehouse.write_slices`, the DuckDB backend's own export), in a
-        bounded-memory DuckDB on this worker; the staged files are deleted afterwards. File sizes
-        and checksums come from the storage's metadata of the objects it holds.
+        "Exporting data"), where reading the result with queries (the gate's pass, an
+        ``EXPORT DATA`` per slice) bills the result's columns again. An extract cannot filter (it
+        writes a whole table, https://cloud.google.com/bigquery/docs/exporting-data#export_limitations),
+        so the gate's pass and the slices run on this worker over the staged Parquet files, in a
+        DuckDB bounded by GUARDIAN_SALES__DUCKDB_MEMORY_MB that spills to a temporary folder. The
+        staged objects are deleted when the copy is closed.
         """
         import duckdb
 
@@ -337,17 +326,16 @@ class BigQueryWarehouse:
                 f"export destination {pattern} is not a gs:// URI BigQuery can write; "
                 "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
             )
-        spec = spec_for("*", "*")
-        self._extract(name, pattern, spec, valid=lambda _job: bool(storage.list(staging)))
+        self._extract(name, pattern, job, valid=lambda _job: bool(storage.list(staging)))
         cfg = self.settings.sales
         try:
-            with tempfile.TemporaryDirectory(prefix="guardian-export-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="guardian-sales-") as tmp:
                 folder = Path(tmp)
                 staged = folder / "staged"
                 staged.mkdir()
                 keys = storage.list(staging)
-                if not keys:  # an empty result: nothing to write
-                    return [PartitionExport(c, b, rows, [], 0, None) for c, b, rows in slices]
+                if not keys:
+                    raise QueryFailed(f"BigQuery's extract of {name} wrote no file to {pattern}; clear the task")
                 for i, key in enumerate(keys):
                     storage.download(key, staged / f"{i:05d}.parquet")
                 con = duckdb.connect(":memory:")
@@ -357,10 +345,10 @@ class BigQueryWarehouse:
                     con.execute(f"SET threads = {int(cfg.duckdb_threads)}")
                     con.execute(f"SET temp_directory = '{sql_path(folder / 'spill')}'")
                     con.execute("SET preserve_insertion_order = false")
-                    relation = f"read_parquet('{sql_path(staged)}/*.parquet')"
-                    return write_slices(con, relation, folder, fmt, slices, storage, stem)
+                    con.execute(f"CREATE VIEW result AS SELECT * FROM read_parquet('{sql_path(staged)}/*.parquet')")
+                    yield LocalCopy(con, folder)
                 except duckdb.Error as exc:
-                    raise QueryFailed(f"export of {name}: {_first_line(exc)}") from exc
+                    raise QueryFailed(f"local copy of {name}: {_first_line(exc)}") from exc
                 finally:
                     con.close()
         finally:

@@ -14,7 +14,7 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +25,12 @@ from guardian.sales.sql import PARTITION_COLUMN, SOURCE_SCHEMA, TableRef, scan_p
 from guardian.sales.warehouse import (
     SLICE_COLUMNS,
     Estimate,
+    LocalCopy,
     Params,
-    PartitionExport,
     QueryFailed,
     QueryStats,
-    SpecFor,
     format_bytes,
     sql_path,
-    write_slices,
 )
 
 if TYPE_CHECKING:
@@ -253,33 +251,21 @@ class DuckDBWarehouse:
         job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
         return names, rows
 
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-        staging: str,
-    ) -> list[PartitionExport]:
-        """Every slice in one ``COPY ... (PARTITION_BY ...)`` pass over the result, then each file to storage.
+    @contextlib.contextmanager
+    def local_copy(self, name: str, storage: Storage, staging: str, job: JobSpec) -> Iterator[LocalCopy]:
+        """The run's scratch result itself (``result``), with a scratch folder beside it; nothing is copied.
 
-        The rows each slice's files hold are counted from the written files themselves, so the
-        caller can reconcile them with the result. (``staging`` is for backends that stage in
-        storage; this one stages in its scratch folder.)
+        (``storage`` and ``staging`` are for backends whose result lives elsewhere.)
         """
         folder = self.scratch_dir / f"{name}.export"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        job = spec_for("*", "*")
         try:
             with self._connect(name) as con:
-                parts = write_slices(con, "result", folder, fmt, slices, storage, stem)
+                yield LocalCopy(con, folder)
             job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        return parts
 
     def expire_results(self, max_age_hours: int) -> None:
         """Delete scratch results older than ``max_age_hours`` (BigQuery's table expiration, locally)."""

@@ -8,9 +8,11 @@ run the same BigQuery-dialect SQL and expose the same steps:
 - ``materialize``: the query into a per-run result table clustered by the slice columns,
   as one idempotent job carrying what remains of the run's byte budget,
 - ``query_one`` / ``query_rows`` / ``result_schema``: read the result (checks, sheets),
-- ``export``: write every country x brand slice of the result to storage, never streaming
-  rows through Python: one ``COPY ... (PARTITION_BY ...)`` (:func:`write_slices`) over the
-  result (DuckDB) or over BigQuery's free extract of it (BigQuery),
+- ``local_copy``: the result as the table ``result`` of a bounded-memory DuckDB connection
+  (DuckDB: the run's scratch file; BigQuery: one extract job of the result, which BigQuery
+  does not bill, downloaded from storage), on which the quality gate's pass runs and the export
+  writes every country x brand slice with one ``COPY ... (PARTITION_BY ...)``
+  (:func:`write_slices`), never streaming rows through Python,
 - ``result_exists`` / ``result_bytes`` / ``drop_result``.
 
 Every job a backend runs takes a :class:`~guardian.sales.budget.JobSpec` (deterministic id,
@@ -19,6 +21,7 @@ labels, ``maximum_bytes_billed``) and reports what it cost through ``spec.on_don
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable
@@ -44,6 +47,7 @@ __all__ = [
     "CostLimitExceeded",
     "Estimate",
     "ExportedFile",
+    "LocalCopy",
     "PartitionExport",
     "QueryFailed",
     "QueryStats",
@@ -112,6 +116,27 @@ class PartitionExport:
 SpecFor = Callable[[str, str], JobSpec]
 
 
+@dataclass
+class LocalCopy:
+    """The run's result as the table ``result`` on a DuckDB connection, and a scratch folder to write in."""
+
+    con: Any
+    folder: Path
+
+    def query_rows(self, bigquery_sql: str, params: Params) -> tuple[list[str], list[list[Any]]]:
+        """Column names and rows of a query in BigQuery's dialect (sqlglot translates it) over ``result``."""
+        from guardian.sales.sql import to_duckdb
+
+        cursor = self.con.execute(to_duckdb(bigquery_sql), {k: v for k, (_t, v) in params.items()})
+        names = [d[0] for d in cursor.description]
+        return names, [list(row) for row in cursor.fetchall()]
+
+    @property
+    def table(self) -> exp.Table:
+        """The result's table name in :meth:`query_rows` queries."""
+        return exp.Table(this=exp.to_identifier("result", quoted=True))
+
+
 def format_bytes(n: int | None) -> str:
     """Human-readable bytes (binary units)."""
     if n is None:
@@ -152,16 +177,9 @@ class Warehouse(Protocol):
     def query_rows(
         self, bigquery_sql: str, params: Params, name: str, limit: int, job: JobSpec
     ) -> tuple[list[str], list[list[Any]]]: ...
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-        staging: str,
-    ) -> list[PartitionExport]: ...
+    def local_copy(
+        self, name: str, storage: Storage, staging: str, job: JobSpec
+    ) -> contextlib.AbstractContextManager[LocalCopy]: ...
     def drop_result(self, name: str) -> None: ...
     def expire_results(self, max_age_hours: int) -> None: ...
 

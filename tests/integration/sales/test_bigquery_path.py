@@ -1,6 +1,7 @@
 """The BigQuery backend with the real google-cloud-bigquery client over HTTP.
 
-bqemulator executes the SQL (the CTAS result table, the server-side checks, the extract job);
+bqemulator executes the SQL (the CTAS result table, the freshness probe, the sheet view) and the
+extract jobs whose files the gate and the export read;
 the jobs-API shim in front of it sizes every job from the emulator's tables the way BigQuery
 bills (columns x partitions, cluster pruning, 10 MB minimum), refuses jobs over
 ``maximumBytesBilled`` and answers 409 to a job id that exists.
@@ -90,10 +91,11 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
 
     # Every real query job carries the cap of what remained and the run's labels; nothing ran uncapped.
     real = [c for c in bq_stub.calls if not c["dryRun"]]
-    # The gate reads the result once (one pass for every check and the per-slice totals) plus the
-    # freshness probe; the export is one extract job, and no query job reads the result for it.
+    # BigQuery reads the data once, in the query; the gate's one billed job is the freshness
+    # probe on the source. The gate's pass and the export read extracts of the result (not billed).
     steps = [c["labels"]["task"] for c in real]
-    assert steps == ["run_query", "quality_gate", "quality_gate"], steps
+    assert steps == ["run_query", "quality_gate"], steps
+    assert service.result_name("bq-1") not in real[1]["sql"]
     limit = settings.sales.max_bytes_billed
     spent = 0
     for call in real:
@@ -101,11 +103,12 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
         assert call["labels"]["run_id"] == "bq-1" and call["labels"]["requester"] == "ana_example_com"
         assert call["labels"]["dag"] == "bigquery_sales_query" and call["labels"]["task"]
         spent += bq_stub.billed.get(call["jobId"], 0)
-    [extract] = bq_stub.extracts
-    assert extract["labels"]["task"] == "export" and extract["labels"]["run_id"] == "bq-1"
-    assert extract["sourceTable"]["tableId"] == service.result_name("bq-1")
-    assert extract["destinationUris"][0].startswith(emulator_gcs.uri("sales/run_id=bq-1/_staging-"))
-    assert bq_stub.billed[extract["jobId"]] == 0
+    assert [e["labels"]["task"] for e in bq_stub.extracts] == ["quality_gate", "export"]
+    for extract, step in zip(bq_stub.extracts, ("gate", "export"), strict=True):
+        assert extract["labels"]["run_id"] == "bq-1" and extract["destinationFormat"] == "PARQUET"
+        assert extract["sourceTable"]["tableId"] == service.result_name("bq-1")
+        assert extract["destinationUris"][0].startswith(emulator_gcs.uri(f"sales/run_id=bq-1/_staging-{step}-"))
+        assert bq_stub.billed[extract["jobId"]] == 0
     record = runs.get_run(get_store(settings), "bq-1")
     assert record is not None and record["backend"] == "bigquery"
     assert record["bytes_billed"] == bq_stub.total_billed() == spent
@@ -144,16 +147,16 @@ def test_cost_guard_refuses_the_whole_run_before_any_job(
     load_sales_table: Any,
 ) -> None:
     load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:300])
-    # The query alone fits, but not with BigQuery's 10 MB minimum for the later billed jobs of the
-    # run (the freshness probe and the gate's pass; the export's extract job bills nothing).
-    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(25 * 1024**2))
+    # The query alone fits, but not with BigQuery's 10 MB minimum for the run's other billed job,
+    # the freshness probe (the gate's pass and the export read extracts, which bill nothing).
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(15 * 1024**2))
     settings = load_settings()
     with pytest.raises(CostLimitExceeded) as info:
         run_extract(settings, RAW, "bq-expensive", storage=emulator_gcs)
     assert "GUARDIAN_SALES__MAX_BYTES_BILLED" in str(info.value) and "the run would bill" in str(info.value)
     assert bq_stub.calls and all(c["dryRun"] for c in bq_stub.calls) and bq_stub.billed == {}
     record = runs.get_run(get_store(settings), "bq-expensive")
-    assert record is not None and record["bytes_estimated"] == 30 * 1024**2 and record["status"] == "failed"
+    assert record is not None and record["bytes_estimated"] == 20 * 1024**2 and record["status"] == "failed"
     assert _files(emulator_gcs, "bq-expensive") == []
 
 
@@ -186,7 +189,7 @@ def test_export_bills_nothing_even_with_the_budget_spent(
     before = len(bq_stub.calls)
     result = service.export_step(d, params, "bq-tight")
     assert result.rows == sum(1 for r in rows if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X")
-    assert bq_stub.calls[before:] == [] and bq_stub.total_billed() == spent and len(bq_stub.extracts) == 1
+    assert bq_stub.calls[before:] == [] and bq_stub.total_billed() == spent
     record = runs.get_run(get_store(settings), "bq-tight")
     assert record is not None and record["bytes_billed"] == spent
     # Cleared again on the same result: the first extract's staged files are gone, so a new
@@ -197,7 +200,8 @@ def test_export_bills_nothing_even_with_the_budget_spent(
         assert f["path"].endswith(".csv.gz")
         lines = gzip.decompress(emulator_gcs.get(f"sales/run_id=bq-tight/{f['path']}")).decode().splitlines()
         assert lines[0].split(",") == [n for n, _ in RESULT_SCHEMAS["entry"]] and len(lines) == f["rows"] + 1
-    assert [e["jobId"][-2:] for e in bq_stub.extracts] == ["_0", "_1"] and bq_stub.total_billed() == spent
+    exports = [e["jobId"][-2:] for e in bq_stub.extracts if e["labels"]["task"] == "export"]
+    assert exports == ["_0", "_1"] and bq_stub.total_billed() == spent
 
 
 def test_clearing_export_after_finish_reruns_the_query_within_the_budget(
@@ -279,7 +283,7 @@ service.query_step(service.deps(s, p), p, "bq-kill")
 """
 
 
-def test_quality_gate_runs_server_side_and_blocks_the_export(
+def test_quality_gate_on_the_extract_blocks_the_export(
     bq_emulator: Any,
     bq_stub: Any,
     emulator_gcs: Any,
