@@ -6,7 +6,8 @@ size: ``--large`` adds a whole-year, every-country extract), Parquet vs CSV byte
 bytes the query reads versus the minimum (only the needed columns of the needed partitions;
 goal <= 1.2x for the whole run) versus the original ``SELECT *``, measured on BigQuery
 (bqemulator behind the tests' billing shim) over every job of a 6 x 3 x quarter run (the
-export's extract job bills nothing, as in BigQuery; the shim says so, it is not skipped).
+extract jobs the gate and the export read bill nothing, as in BigQuery; the shim bills them 0,
+they are not skipped).
 
 Each extract runs in its own process so its peak RSS is its own:
 
