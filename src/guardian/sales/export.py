@@ -152,5 +152,5 @@ def export_result(
         rows=total_rows,
         bytes=total_bytes,
         files=manifest_files,
-        replaced=len(stale),
+        replaced=sum(1 for key in stale if "/_staging-" not in key),  # staged extracts are not exports
     )

@@ -133,7 +133,8 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
         sum(pq.read_table(emulator_gcs.base / f"sales/run_id=bq-1/{f['path']}").num_rows for f in manifest["files"])
         == expected_rows
     )
-    assert not [k for k in _files(emulator_gcs, "bq-1") if "_staging-" in k]  # the extract's files are gone
+    assert not [k for k in _files(emulator_gcs, "bq-1") if "_staging-" in k]  # the extracts' files are gone
+    assert report.export is not None and report.export.replaced == 0
     assert all(c.passed for c in report.checks)
 
 
