@@ -8,12 +8,15 @@ writes are atomic: a reader never sees a half-written file.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +24,19 @@ from guardian.errors import AlreadyExists, NotFound, StorageError
 
 if TYPE_CHECKING:
     from guardian.settings import Settings
+
+
+@dataclass(frozen=True)
+class ObjectHash:
+    """An object's size and checksums (hex), as Cloud Storage keeps them in its metadata.
+
+    ``md5`` is None for a composite object: Cloud Storage keeps only a CRC32C for those
+    (https://cloud.google.com/storage/docs/hashes-etags).
+    """
+
+    size: int
+    md5: str | None
+    crc32c: str
 
 
 class Storage(Protocol):
@@ -32,6 +48,7 @@ class Storage(Protocol):
     def put_once(self, key: str, data: bytes | Path) -> str: ...
     def get(self, key: str) -> bytes: ...
     def download(self, key: str, path: Path) -> None: ...
+    def hash(self, key: str) -> ObjectHash: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
@@ -107,6 +124,22 @@ class LocalStorage:
             shutil.copyfile(self._path(key), path)
         except FileNotFoundError:
             raise NotFound(f"{self.uri(key)} does not exist") from None
+
+    def hash(self, key: str) -> ObjectHash:
+        """Size, MD5 and CRC32C of the stored file, computed from its bytes where it lies."""
+        import google_crc32c
+
+        md5 = hashlib.md5(usedforsecurity=False)
+        crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
+        try:
+            with self._path(key).open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+                    md5.update(chunk)
+                    crc.update(chunk)  # type: ignore[no-untyped-call]
+                size = handle.tell()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri(key)} does not exist") from None
+        return ObjectHash(size, md5.hexdigest(), bytes(crc.digest()).hex())  # type: ignore[no-untyped-call]
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -221,6 +254,23 @@ class GCSStorage:
             self._bucket.blob(self._name(key)).download_to_filename(str(path), timeout=self.timeout)
         except gexc.NotFound:
             raise NotFound(f"{self.uri(key)} does not exist") from None
+
+    def hash(self, key: str) -> ObjectHash:
+        """Size, MD5 and CRC32C from the object's metadata (one objects.get; nothing is downloaded).
+
+        The object resource's ``size``, ``md5Hash`` and ``crc32c`` (base64, big-endian CRC32C)
+        (https://cloud.google.com/storage/docs/json_api/v1/objects#resource).
+        """
+        from google.api_core import exceptions as gexc
+
+        try:
+            blob = self._bucket.get_blob(self._name(key), timeout=self.timeout)
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"{self.uri(key)}: metadata read failed ({_short(exc)})") from exc
+        if blob is None:
+            raise NotFound(f"{self.uri(key)} does not exist")
+        md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+        return ObjectHash(int(blob.size or 0), md5, base64.b64decode(blob.crc32c or "").hex())
 
     def exists(self, key: str) -> bool:
         return bool(self._bucket.blob(self._name(key)).exists(timeout=self.timeout))

@@ -1,4 +1,7 @@
-"""BigQuery through google-cloud-bigquery: dry runs, idempotent capped jobs, server-side export.
+"""BigQuery through google-cloud-bigquery: dry runs, idempotent capped jobs, an unbilled export.
+
+The run's data is read by BigQuery once, by the query into the result table; the gate's pass
+reads the result's checked columns; the export is an extract job, which BigQuery does not bill.
 
 Every API call has a timeout and the client library's bounded retry (exponential backoff with
 jitter on 429/5xx). Every job has a deterministic id (``<JobSpec.base_id>_<generation>``): a
@@ -12,9 +15,11 @@ instead of submitting a second billed job; jobs.insert of an id that exists answ
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -26,14 +31,12 @@ from guardian.sales.sql import TableRef
 from guardian.sales.warehouse import (
     SLICE_COLUMNS,
     Estimate,
-    ExportedFile,
+    LocalCopy,
     Params,
-    PartitionExport,
     QueryFailed,
     QueryStats,
-    SpecFor,
-    extension,
     format_bytes,
+    sql_path,
 )
 
 if TYPE_CHECKING:
@@ -42,6 +45,10 @@ if TYPE_CHECKING:
 
 # Generations of one job id stem before giving up (each needs a failed job or lost output).
 MAX_GENERATIONS = 5
+# An extract job bills nothing, and its staged files are deleted once cut into slices, so every
+# rerun of a finished export (same result, same job id stem) needs a new generation; the bound
+# only stops a loop.
+MAX_FREE_GENERATIONS = 100
 # https://cloud.google.com/bigquery/docs/error-messages: reasons worth a new job.
 TRANSIENT_REASONS = frozenset({"backendError", "internalError", "rateLimitExceeded", "jobBackendError"})
 _EXPORT_URI = __import__("re").compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}/[A-Za-z0-9._=/*-]+$")
@@ -97,18 +104,44 @@ class BigQueryWarehouse:
             return None
 
     def _stats(self, job: Any, spec: JobSpec) -> JobStats:
+        # An extract job has no byte statistics: BigQuery does not bill it.
         return JobStats(
             str(job.job_id),
             spec.step,
-            int(job.total_bytes_processed or 0),
-            int(job.total_bytes_billed or 0),
-            _int(job.slot_millis),
+            int(getattr(job, "total_bytes_processed", None) or 0),
+            int(getattr(job, "total_bytes_billed", None) or 0),
+            _int(getattr(job, "slot_millis", None)),
             _int(getattr(job, "maximum_bytes_billed", None)),
-            _export_rows(job),
         )
 
     def _job(self, sql: str, params: Params, spec: JobSpec, *, valid: Callable[[Any], bool] | None = None) -> Any:
-        """Run ``sql`` as the job of ``spec``, reattaching to the newest generation an earlier attempt submitted.
+        """Run ``sql`` as the query job of ``spec`` (capped by what remains of the budget), reattaching."""
+
+        def submit(job_id: str) -> Any:
+            config = self._job_config(
+                params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
+            )
+            return self.client.query(
+                sql,
+                job_config=config,
+                job_id=job_id,
+                location=self.settings.sales.location,
+                retry=self._retry,
+                timeout=self._timeout,
+                job_retry=None,  # a new attempt is a new generation, decided here
+            )
+
+        return self._idempotent(submit, spec, valid=valid)
+
+    def _idempotent(
+        self,
+        submit: Callable[[str], Any],
+        spec: JobSpec,
+        *,
+        valid: Callable[[Any], bool] | None = None,
+        generations: int = MAX_GENERATIONS,
+    ) -> Any:
+        """Run ``submit``'s job as the job of ``spec``, reattaching to the newest generation already submitted.
 
         Every earlier generation that finished was billed, so it is recorded too (once: the
         budget keys jobs by id) before a new generation gets what remains as its cap.
@@ -116,7 +149,7 @@ class BigQueryWarehouse:
         from google.api_core import exceptions as gexc
 
         existing: list[Any] = []
-        while len(existing) < MAX_GENERATIONS:
+        while len(existing) < generations:
             found = self._get_job(f"{spec.base_id}_{len(existing)}")
             if found is None:
                 break
@@ -125,25 +158,14 @@ class BigQueryWarehouse:
             if getattr(old, "state", None) == "DONE" and old.error_result is None:
                 spec.on_done(self._stats(old, spec))
         generation = max(len(existing) - 1, 0)
-        while generation < MAX_GENERATIONS:
+        while generation < generations:
             job_id = f"{spec.base_id}_{generation}"
             job = existing[generation] if generation < len(existing) else None
             reattached = job is not None
             try:
                 if job is None:
-                    config = self._job_config(
-                        params, maximum_bytes_billed=spec.require(), labels=spec.labels, use_query_cache=False
-                    )
                     try:
-                        job = self.client.query(
-                            sql,
-                            job_config=config,
-                            job_id=job_id,
-                            location=self.settings.sales.location,
-                            retry=self._retry,
-                            timeout=self._timeout,
-                            job_retry=None,  # a new attempt is a new generation, decided here
-                        )
+                        job = submit(job_id)
                     except gexc.Conflict:
                         job, reattached = self._get_job(job_id), True
                         if job is None:
@@ -166,7 +188,7 @@ class BigQueryWarehouse:
                 continue
             return job
         raise QueryFailed(
-            f"BigQuery job {spec.base_id} needed more than {MAX_GENERATIONS} generations; clear the task later"
+            f"BigQuery job {spec.base_id} needed more than {generations} generations; clear the task later"
         )
 
     def _ensure_results_dataset(self) -> None:
@@ -284,61 +306,76 @@ class BigQueryWarehouse:
         names = [f.name for f in result.schema]
         return names, [list(row.values()) for row in result]
 
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-    ) -> list[PartitionExport]:
-        """``EXPORT DATA`` of each slice straight from the clustered result to Cloud Storage.
+    @contextlib.contextmanager
+    def local_copy(self, name: str, storage: Storage, staging: str, job: JobSpec) -> Iterator[LocalCopy]:
+        """The result as ``result`` on a bounded-memory DuckDB: one extract job to ``staging``, downloaded.
 
-        Each job reads only its slice's blocks; file sizes and MD5s come from the storage's
-        object metadata, never from downloading the files.
+        BigQuery bills no bytes for extract jobs (https://cloud.google.com/bigquery/pricing#free:
+        "Exporting data"), where reading the result with queries (the gate's pass, an
+        ``EXPORT DATA`` per slice) bills the result's columns again. An extract cannot filter (it
+        writes a whole table, https://cloud.google.com/bigquery/docs/exporting-data#export_limitations),
+        so the gate's pass and the slices run on this worker over the staged Parquet files, in a
+        DuckDB bounded by GUARDIAN_SALES__DUCKDB_MEMORY_MB that spills to a temporary folder. The
+        staged objects are deleted when the copy is closed.
         """
-        options = (
-            "format = 'PARQUET', compression = 'ZSTD'"
-            if fmt == "parquet"
-            else "format = 'CSV', compression = 'GZIP', header = true"
-        )
-        parts = []
-        for country, brand, rows in slices:
-            key_stem = stem(country, brand)
-            pattern = storage.uri(f"{key_stem}-*.{extension(fmt)}")
-            if not pattern.startswith("gs://") or not _EXPORT_URI.match(pattern):
-                raise GuardianError(
-                    f"export destination {pattern} is not a gs:// URI BigQuery can write; "
-                    "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
-                )
-            # The URI is a literal by BigQuery's grammar; it is built from checked parts only
-            # (bucket and prefix from settings, codes from the allow-lists, a hex token) and
-            # matched against _EXPORT_URI above. The values of the slice are query parameters.
-            sql = (
-                f"EXPORT DATA OPTIONS (uri = '{pattern}', {options}, overwrite = true) AS "
-                f"SELECT * FROM {self.result_table(name).sql(dialect='bigquery')} "
-                "WHERE country_code = @country AND brand_code = @brand"
+        import duckdb
+
+        pattern = storage.uri(f"{staging}part-*.parquet")
+        if not pattern.startswith("gs://") or not _EXPORT_URI.match(pattern):
+            raise GuardianError(
+                f"export destination {pattern} is not a gs:// URI BigQuery can write; "
+                "set GUARDIAN_STORAGE__ROOT (or the destination param) to gs://bucket/prefix"
             )
-            spec = spec_for(country, brand)
-            done = self._job(
-                sql,
-                {"country": ("STRING", country), "brand": ("STRING", brand)},
-                spec,
-                valid=_files_exist(storage, key_stem),
+        self._extract(name, pattern, job, valid=lambda _job: bool(storage.list(staging)))
+        cfg = self.settings.sales
+        try:
+            with tempfile.TemporaryDirectory(prefix="guardian-sales-") as tmp:
+                folder = Path(tmp)
+                staged = folder / "staged"
+                staged.mkdir()
+                keys = storage.list(staging)
+                if not keys:
+                    raise QueryFailed(f"BigQuery's extract of {name} wrote no file to {pattern}; clear the task")
+                for i, key in enumerate(keys):
+                    storage.download(key, staged / f"{i:05d}.parquet")
+                con = duckdb.connect(":memory:")
+                try:
+                    # Bounded memory whatever the result size: DuckDB spills to the temporary folder.
+                    con.execute(f"SET memory_limit = '{int(cfg.duckdb_memory_mb)}MB'")
+                    con.execute(f"SET threads = {int(cfg.duckdb_threads)}")
+                    con.execute(f"SET temp_directory = '{sql_path(folder / 'spill')}'")
+                    con.execute("SET preserve_insertion_order = false")
+                    con.execute(f"CREATE VIEW result AS SELECT * FROM read_parquet('{sql_path(staged)}/*.parquet')")
+                    yield LocalCopy(con, folder)
+                except duckdb.Error as exc:
+                    raise QueryFailed(f"local copy of {name}: {_first_line(exc)}") from exc
+                finally:
+                    con.close()
+        finally:
+            for key in storage.list(staging):
+                storage.delete(key)
+
+    def _extract(self, name: str, pattern: str, spec: JobSpec, *, valid: Callable[[Any], bool]) -> Any:
+        """The result table to ``pattern`` as Parquet: one idempotent extract job (not billed, labelled)."""
+        from google.cloud import bigquery
+
+        def submit(job_id: str) -> Any:
+            config = bigquery.ExtractJobConfig(  # type: ignore[no-untyped-call]
+                destination_format=bigquery.DestinationFormat.PARQUET,
+                compression=bigquery.Compression.SNAPPY,
+                labels=spec.labels,
             )
-            files = [
-                ExportedFile(key=key, uri=storage.uri(key), bytes=size, md5=md5)
-                for key in _slice_keys(storage, key_stem)
-                for size, md5 in [object_md5(storage, key)]
-            ]
-            part = PartitionExport(country, brand, rows, files, _export_rows(done))
-            if part.exported_rows is None:
-                part.exported_rows = _count_rows(storage, files, fmt)
-            if len(files) == 1:
-                files[0].rows = part.exported_rows
-            parts.append(part)
-        return parts
+            return self.client.extract_table(
+                self._table_id(name),
+                [pattern],
+                job_id=job_id,
+                job_config=config,
+                location=self.settings.sales.location,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+
+        return self._idempotent(submit, spec, valid=valid, generations=MAX_FREE_GENERATIONS)
 
     def expire_results(self, max_age_hours: int) -> None:
         """Nothing to do: the results dataset's default table expiration deletes old results."""
@@ -349,64 +386,6 @@ class BigQueryWarehouse:
 
         with contextlib.suppress(gexc.GoogleAPIError):
             self.client.delete_table(self._table_id(name), not_found_ok=True, retry=self._retry, timeout=self._timeout)
-
-
-def _files_exist(storage: Storage, key_stem: str) -> Callable[[Any], bool]:
-    """A reattached export job is still valid only while its files are there."""
-    return lambda _job: bool(_slice_keys(storage, key_stem))
-
-
-def _slice_keys(storage: Storage, key_stem: str) -> list[str]:
-    folder, stem = key_stem.rsplit("/", 1)
-    return sorted(k for k in storage.list(folder + "/") if k.rsplit("/", 1)[1].startswith(stem + "-"))
-
-
-def object_md5(storage: Storage, key: str) -> tuple[int, str]:
-    """(size, hex MD5) of a stored object from the storage's own metadata.
-
-    On Cloud Storage that is the object resource's ``size`` and ``md5Hash``
-    (https://cloud.google.com/storage/docs/json_api/v1/objects#resource); a local folder
-    hashes the file where it lies.
-    """
-    import base64
-    import hashlib
-
-    bucket = getattr(storage, "_bucket", None)
-    name = getattr(storage, "_name", None)
-    if callable(bucket) and callable(name):
-        blob = bucket().get_blob(name(key))
-        if blob is not None and blob.md5_hash:
-            return int(blob.size), base64.b64decode(blob.md5_hash).hex()
-    path = getattr(storage, "_path", None)
-    if callable(path):
-        local = path(key)
-        digest = hashlib.md5(usedforsecurity=False)
-        with local.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-                digest.update(chunk)
-        return local.stat().st_size, digest.hexdigest()
-    data = storage.get(key)
-    return len(data), hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _count_rows(storage: Storage, files: list[ExportedFile], fmt: str) -> int | None:
-    """Rows in Parquet files from their footers (the statistics BigQuery gives are preferred)."""
-    if fmt != "parquet":
-        return None
-    import pyarrow.parquet as pq
-
-    path = getattr(storage, "_path", None)
-    if not callable(path):
-        return None
-    return sum(int(pq.ParquetFile(path(f.key)).metadata.num_rows) for f in files)
-
-
-def _export_rows(job: Any) -> int | None:
-    # statistics.query.exportDataStatistics.rowCount of an EXPORT DATA job
-    # (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics).
-    stats = (getattr(job, "_properties", {}) or {}).get("statistics", {}).get("query", {})
-    count = (stats.get("exportDataStatistics") or {}).get("rowCount")
-    return int(count) if count is not None else None
 
 
 def _reasons(exc: Exception) -> set[str]:

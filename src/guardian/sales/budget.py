@@ -146,10 +146,13 @@ class RunBudget:
             "requester": label_value(self.requester) or "unknown",
         }
 
-    def spec(self, step: str, fingerprint: str = "", *, need: int = 0) -> JobSpec:
-        """The spec of the next job at ``step``; refuses (before anything runs) when ``need`` exceeds what remains."""
+    def spec(self, step: str, fingerprint: str = "", *, need: int = 0, free: bool = False) -> JobSpec:
+        """The spec of the next job at ``step``; refuses (before anything runs) when ``need`` exceeds what remains.
+
+        ``free``: a job the warehouse does not bill (a BigQuery extract job) runs whatever remains.
+        """
         remaining = self.remaining
-        if remaining <= 0 or need > remaining:
+        if (remaining <= 0 and not free) or need > remaining:
             raise CostLimitExceeded(
                 f"cost guard: run {self.run_id} has {remaining} of its {self.limit} bytes left "
                 f"(spent {self.spent}), the {step} step needs {need}; narrow the request or raise "

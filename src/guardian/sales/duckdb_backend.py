@@ -11,11 +11,10 @@ the local scratch result count zero, and ``bytes_billed`` stays None.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +25,12 @@ from guardian.sales.sql import PARTITION_COLUMN, SOURCE_SCHEMA, TableRef, scan_p
 from guardian.sales.warehouse import (
     SLICE_COLUMNS,
     Estimate,
-    ExportedFile,
+    LocalCopy,
     Params,
-    PartitionExport,
     QueryFailed,
     QueryStats,
-    SpecFor,
-    extension,
     format_bytes,
+    sql_path,
 )
 
 if TYPE_CHECKING:
@@ -97,9 +94,9 @@ class DuckDBWarehouse:
             # Bounded memory whatever the result size: DuckDB spills to the scratch folder.
             con.execute(f"SET memory_limit = '{self.memory_limit}'")
             con.execute(f"SET threads = {int(self.threads)}")
-            con.execute(f"SET temp_directory = '{_sql_path(self.scratch_dir / 'spill')}'")
+            con.execute(f"SET temp_directory = '{sql_path(self.scratch_dir / 'spill')}'")
             con.execute("SET preserve_insertion_order = false")
-            con.execute(f"ATTACH '{_sql_path(self.path)}' AS \"{self.source.project}\" (READ_ONLY)")
+            con.execute(f"ATTACH '{sql_path(self.path)}' AS \"{self.source.project}\" (READ_ONLY)")
             yield con
         except duckdb.Error as exc:
             raise QueryFailed(f"DuckDB: {_first_line(exc)}") from exc
@@ -254,71 +251,21 @@ class DuckDBWarehouse:
         job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
         return names, rows
 
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-    ) -> list[PartitionExport]:
-        """Every slice in one ``COPY ... (PARTITION_BY ...)`` pass over the result, then each file to storage.
+    @contextlib.contextmanager
+    def local_copy(self, name: str, storage: Storage, staging: str, job: JobSpec) -> Iterator[LocalCopy]:
+        """The run's scratch result itself (``result``), with a scratch folder beside it; nothing is copied.
 
-        The rows each slice's files hold are counted from the written files themselves, so the
-        caller can reconcile them with the result.
+        (``storage`` and ``staging`` are for backends whose result lives elsewhere.)
         """
-        staging = self.scratch_dir / f"{name}.export"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        options = (
-            "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
-            if fmt == "parquet"
-            else "FORMAT csv, HEADER true, COMPRESSION gzip"
-        )
-        reader = "read_parquet" if fmt == "parquet" else "read_csv"
-        # The CSV reader's default 32 MB buffer per file and thread would not fit the memory limit.
-        csv_options = "" if fmt == "parquet" else ", header = true, buffer_size = 4194304"
-        parts: list[PartitionExport] = []
-        job = spec_for("*", "*")
+        folder = self.scratch_dir / f"{name}.export"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         try:
             with self._connect(name) as con:
-                con.execute(
-                    f"COPY result TO '{_sql_path(staging / 'out')}' "
-                    f"({options}, PARTITION_BY ({', '.join(SLICE_COLUMNS)}), "
-                    f"WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN 'part_{{i}}')"
-                )
-                written = any((staging / "out").rglob(f"*.{extension(fmt)}"))
-                counts = (
-                    {}
-                    if not written
-                    else {
-                        (str(c), str(b)): (int(n), None if amount is None else float(amount))
-                        for c, b, n, amount in con.execute(
-                            f"SELECT country_code, brand_code, count(*), sum(net_amount) "
-                            f"FROM {reader}('{_sql_path(staging / 'out')}/**/*.{extension(fmt)}', "
-                            f"hive_partitioning = false{csv_options}) GROUP BY ALL"
-                        ).fetchall()
-                    }
-                )
+                yield LocalCopy(con, folder)
             job.on_done(JobStats(_new_id(job), job.step, 0, None, None, job.maximum_bytes_billed))
-            for country, brand, rows in slices:
-                folder = staging / "out" / f"country_code={country}" / f"brand_code={brand}"
-                files = []
-                for i, local in enumerate(sorted(folder.glob(f"*.{extension(fmt)}")) if folder.exists() else []):
-                    key = f"{stem(country, brand)}-{i:05d}.{extension(fmt)}"
-                    md5 = _md5_file(local)
-                    size = local.stat().st_size
-                    uri = storage.put(key, local)
-                    files.append(ExportedFile(key=key, uri=uri, bytes=size, md5=md5))
-                got_rows, got_amount = counts.get((country, brand), (0, None))
-                part = PartitionExport(country, brand, rows, files, got_rows, got_amount)
-                if len(files) == 1:
-                    files[0].rows = part.exported_rows
-                parts.append(part)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return parts
+            shutil.rmtree(folder, ignore_errors=True)
 
     def expire_results(self, max_age_hours: int) -> None:
         """Delete scratch results older than ``max_age_hours`` (BigQuery's table expiration, locally)."""
@@ -342,21 +289,8 @@ def _new_id(job: JobSpec) -> str:
     return f"{job.base_id}_{uuid.uuid4().hex[:8]}"
 
 
-def _md5_file(path: Path) -> str:
-    # The local file is the object storage will hold; GCS reports the same MD5 for it.
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _duck_table(ref: TableRef) -> str:
     return f'"{ref.project}"."{ref.dataset}"."{ref.table}"'
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _first_line(exc: BaseException) -> str:

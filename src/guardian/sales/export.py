@@ -4,6 +4,7 @@ Layout under the destination root::
 
     sales/run_id=<run>/country=<c>/brand=<b>/part-<attempt>-00000.parquet
     sales/run_id=<run>/_manifest.json
+    sales/run_id=<run>/_staging-<step>-<attempt>/...  (only while a step reads it: BigQuery's extract of the result)
 
 The manifest is the commit point: it lists exactly the files of one attempt (rows, bytes,
 the storage's MD5 each), the schema, the query hash, the params, and every job of the run with
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guardian.errors import GuardianError
-from guardian.sales.warehouse import PartitionExport, SpecFor, Warehouse
+from guardian.sales.warehouse import LocalCopy, PartitionExport, write_slices
 from guardian.storage import Storage
 
 MANIFEST = "_manifest.json"
@@ -51,6 +52,11 @@ def run_prefix(export_prefix: str, run_id: str) -> str:
     return f"{export_prefix.strip('/')}/run_id={safe_run_id(run_id)}/"
 
 
+def staging_prefix(export_prefix: str, run_id: str, step: str, token: str) -> str:
+    """Where a step of the run stages BigQuery's extract of the result (deleted when it is read)."""
+    return f"{run_prefix(export_prefix, run_id)}_staging-{step}-{token}/"
+
+
 @dataclass
 class ExportResult:
     """The committed export of one run."""
@@ -64,8 +70,7 @@ class ExportResult:
 
 
 def export_result(
-    warehouse: Warehouse,
-    result_name: str,
+    local: LocalCopy,
     storage: Storage,
     *,
     export_prefix: str,
@@ -73,23 +78,23 @@ def export_result(
     token: str,
     fmt: str,
     slices: list[tuple[str, str, int]],
-    spec_for: SpecFor,
     gate: Callable[[list[PartitionExport]], None],
     manifest_fields: Callable[[], dict[str, Any]],
     schema: list[tuple[str, str]],
 ) -> ExportResult:
-    """Write every country x brand slice, reconcile, then the manifest, then drop earlier attempts' files."""
+    """Write every country x brand slice of the local copy, reconcile, then the manifest, then drop earlier files."""
     prefix = run_prefix(export_prefix, run_id)
     before = set(storage.list(prefix))
     written: list[str] = []
     try:
-        exported = warehouse.export(
-            result_name,
-            slices,
+        exported = write_slices(
+            local.con,
+            "result",
+            local.folder,
             fmt,
+            slices,
             storage,
             lambda country, brand: f"{prefix}country={country}/brand={brand}/part-{token}",
-            spec_for,
         )
         written.extend(f.key for p in exported for f in p.files)
         gate(exported)
@@ -104,6 +109,7 @@ def export_result(
                 "rows": f.rows,
                 "bytes": f.bytes,
                 "md5": f.md5,
+                "crc32c": f.crc32c,
             }
             for p in exported
             for f in p.files
@@ -127,7 +133,8 @@ def export_result(
         manifest_uri = storage.put(prefix + MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
     except BaseException as exc:
         # This attempt's files (also those of slices written before the failure) go; earlier ones stay.
-        for key in set(written) | {k for k in storage.list(prefix) if f"/part-{token}-" in k}:
+        ours = {k for k in storage.list(prefix) if f"/part-{token}-" in k}
+        for key in set(written) | ours:
             if key not in before:
                 storage.delete(key)
         if isinstance(exc, GuardianError):
@@ -145,5 +152,5 @@ def export_result(
         rows=total_rows,
         bytes=total_bytes,
         files=manifest_files,
-        replaced=len(stale),
+        replaced=sum(1 for key in stale if "/_staging-" not in key),  # staged extracts are not exports
     )

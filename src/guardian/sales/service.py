@@ -32,7 +32,7 @@ from guardian.quality.drift import schema_check
 from guardian.quality.results import CheckResult, Severity, latest_results, save_results
 from guardian.sales import runs
 from guardian.sales.budget import CostLimitExceeded, RunBudget, stable_json
-from guardian.sales.export import ExportResult, export_result, run_prefix
+from guardian.sales.export import ExportResult, export_result, run_prefix, staging_prefix
 from guardian.sales.params import ExtractParams, validate_params
 from guardian.sales.sql import DATE_COLUMN, RESULT_SCHEMAS, SalesQuery, TableRef, build_query, sheet_sql
 from guardian.sales.warehouse import (
@@ -130,7 +130,6 @@ def _freshness_params(settings: Settings, params: ExtractParams) -> dict[str, tu
 
 
 # -- estimate / cost guard -----------------------------------------------------------------
-JOBS_AFTER_QUERY = 1  # the gate's one pass (+ one export job per slice, + freshness; a listing only after a rerun)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,6 @@ class CostCheck:
     limit: int
     query_hash: str
     parts: tuple[tuple[str, int], ...] = ()
-    downstream_upper: int = 0
 
     @property
     def total(self) -> int:
@@ -161,32 +159,24 @@ class CostCheck:
             f"estimated {format_bytes(self.total)} ({self.total} bytes) for the run ({breakdown}), "
             f"{verdict} the budget of {format_bytes(self.limit)} [{self.estimate.backend}"
             + (f": {self.estimate.detail}" if self.estimate.detail else "")
-            + f"]; reads of the result after the query: at most {format_bytes(self.downstream_upper)} more, "
-            "checked against what remains before they run"
+            + "]; the quality gate and the export read a copy of the result, which bills nothing"
         )
 
 
 def estimate(d: Deps, params: ExtractParams) -> CostCheck:
     """Dry-run the run's source jobs; nothing is billed or written.
 
-    The parts: the query (BigQuery's dry run, an upper bound on clustered tables), the
-    freshness probe, and BigQuery's minimum charge for every job reading the result (quality
-    checks, coverage, slice listing, one export per slice). Reads of the result itself are
-    bounded by the result's size, known only once it exists; each later step checks them
-    against what remains of the budget before it runs.
+    The parts: the query (BigQuery's dry run, an upper bound on clustered tables) and the
+    freshness probe. Nothing else bills: the gate's pass and the export read the result's local
+    copy (on BigQuery an extract job, which BigQuery does not bill); only a step that finds the
+    result gone runs the query again, checked against what remains of the budget before it runs.
     """
     query = query_for(d.settings, params)
     est = d.warehouse.dry_run(query.bigquery_sql, query.params)
     fresh = d.warehouse.dry_run(freshness_sql(source_table(d.settings)), _freshness_params(d.settings, params))
-    slices = len(params.countries) * len(params.brands)
     minimum = d.warehouse.min_job_bytes
-    parts = (
-        ("query", max(est.bytes, minimum)),
-        ("freshness", max(fresh.bytes, minimum)),
-        ("result reads (minimum charge)", minimum * (JOBS_AFTER_QUERY + slices)),
-    )
-    # The result is at most what the query reads; the gate's pass and the exports read it about twice.
-    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts, 2 * est.bytes)
+    parts = (("query", max(est.bytes, minimum)), ("freshness", max(fresh.bytes, minimum)))
+    return CostCheck(est, d.settings.sales.max_bytes_billed, query.query_hash, parts)
 
 
 def guard(check: CostCheck) -> None:
@@ -247,7 +237,7 @@ def cost_step(d: Deps, params: ExtractParams, run_id: str) -> CostCheck:
         check = estimate(d, params)
         runs.update_run(d.store, run_id, bytes_estimated=check.total, query_hash=check.query_hash)
         budget = budget_for(d, params, run_id)
-        guard(CostCheck(check.estimate, budget.remaining, check.query_hash, check.parts, check.downstream_upper))
+        guard(CostCheck(check.estimate, budget.remaining, check.query_hash, check.parts))
         return check
 
 
@@ -283,8 +273,8 @@ def _ensure_result(d: Deps, params: ExtractParams, run_id: str, budget: RunBudge
         _materialize(d, params, run_id, budget)
 
 
-def _need(d: Deps, name: str, jobs: int, reads: float = 1.0) -> int:
-    return int(d.warehouse.result_bytes(name) * reads) + jobs * d.warehouse.min_job_bytes
+def _need(d: Deps, name: str, jobs: int) -> int:
+    return d.warehouse.result_bytes(name) + jobs * d.warehouse.min_job_bytes
 
 
 def sales_checks(settings: Settings, params: ExtractParams) -> list[qc.Check]:
@@ -362,20 +352,22 @@ def quality_step(d: Deps, params: ExtractParams, run_id: str) -> list[CheckResul
                 )
             )
         else:
-            # Checked before any of these jobs bills: one read of the result and the freshness probe.
-            budget.spec("quality_gate", fingerprint, need=_need(d, name, 2))
-            table = d.warehouse.result_table(name)
-
-            class _Runner:
-                def query_rows(self, sql: str, binds: qc.Params) -> tuple[list[str], list[list[Any]]]:
-                    spec = budget.spec("quality_gate", fingerprint + "pass")
-                    return d.warehouse.query_rows(sql, binds, name, 10_000_000, spec)
-
-            # One pass over the result: the row checks and the rows and net amount per period x
-            # slice (coverage, volume, freshness and the export's reconciliation read those).
-            sql_results, groups = qc.run_grouped_checks(
-                _Runner(), table, sales_checks(d.settings, params), *gate_groups(params), warn_only=cfg.warn_only_checks
-            )
+            # Checked before anything bills: the freshness probe is the gate's only billed job.
+            budget.spec("quality_gate", fingerprint, need=d.warehouse.min_job_bytes)
+            token = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+            staging = staging_prefix(cfg.export_prefix, run_id, "gate", token)
+            copy_spec = budget.spec("quality_gate", fingerprint + "copy", free=True)
+            # One pass over the local copy of the result (on BigQuery an extract, not billed): the
+            # row checks and the rows and net amount per period x slice (coverage, volume,
+            # freshness and the export's reconciliation read those).
+            with d.warehouse.local_copy(name, d.storage, staging, copy_spec) as local:
+                sql_results, groups = qc.run_grouped_checks(
+                    local,
+                    local.table,
+                    sales_checks(d.settings, params),
+                    *gate_groups(params),
+                    warn_only=cfg.warn_only_checks,
+                )
             results.extend(sql_results)
             job_id = (runs.get_run(d.store, run_id) or {}).get("job_id")
             results.extend(_coverage_checks(d, params, run_id, budget, fingerprint, groups, job_id))
@@ -506,8 +498,10 @@ def _gate_listing(d: Deps, run_id: str, job_id: Any) -> list[dict[str, Any]] | N
 def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
     """Write the result under run_id=<run>/ with the manifest last (audited: it replaces a prior export).
 
-    Refused before any export job bills when the result's size does not fit what remains of the
-    budget; the files are reconciled with the result (rows per slice) before the manifest commits.
+    The export bills nothing (it writes the slices from the local copy of the result: on
+    BigQuery one extract job, not billed); what can bill is the query run again when the result
+    is gone, refused before it bills when it does not fit what remains of the budget. The files
+    are reconciled with the result (rows and net amount per slice) before the manifest commits.
     """
     with _step(d, run_id, "export"):
         cfg = d.settings.sales
@@ -518,20 +512,11 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
         run = runs.get_run(d.store, run_id) or {}
         generation = str(run.get("job_id"))
         fingerprint = _fingerprint(params, query) + generation
-        slices_n = len(params.countries) * len(params.brands)
         listing = _gate_listing(d, run_id, run.get("job_id"))
-        budget.spec("export", fingerprint, need=_need(d, name, slices_n + (listing is None), reads=1.25))
-        if listing is None:
-            # The gate's figures are of another result (the query ran again): list this one.
-            table = d.warehouse.result_table(name).sql(dialect="bigquery")
-            cols, rows = d.warehouse.query_rows(
-                listing_sql(table), {}, name, 100_000, budget.spec("export", fingerprint + "list")
-            )
-            listing = [dict(zip(cols, row, strict=True)) for row in rows]
-        slices = [(str(r["country_code"]), str(r["brand_code"]), int(r["n"])) for r in listing]
-        expected = {f"{r['country_code']}/{r['brand_code']}": (int(r["n"]), _num(r["amount"])) for r in listing}
+        expected: dict[str, tuple[int, float | None]] = {}
         # Same result job, same files: a retried export reattaches to its jobs and rewrites the same keys.
         token = hashlib.sha256(f"{run_id}:{generation}:{params.format}".encode()).hexdigest()[:12]
+        staging = staging_prefix(cfg.export_prefix, run_id, "export", token)
         target = d.storage.uri(run_prefix(cfg.export_prefix, run_id).rstrip("/"))
         audit.record(
             "sales.export.start",
@@ -577,20 +562,29 @@ def export_step(d: Deps, params: ExtractParams, run_id: str) -> ExportResult:
             }
 
         try:
-            result = export_result(
-                d.warehouse,
-                name,
-                d.storage,
-                export_prefix=cfg.export_prefix,
-                run_id=run_id,
-                token=token,
-                fmt=params.format,
-                slices=slices,
-                spec_for=lambda c, b: budget.spec("export", f"{fingerprint}:{token}:{c}:{b}"),
-                gate=reconcile,
-                manifest_fields=manifest_fields,
-                schema=d.warehouse.result_schema(name),
-            )
+            schema = d.warehouse.result_schema(name)
+            copy_spec = budget.spec("export", f"{fingerprint}:{token}", free=True)
+            with d.warehouse.local_copy(name, d.storage, staging, copy_spec) as local:
+                if listing is None:
+                    # The gate's figures are of another result (the query ran again): list this one.
+                    cols, rows = local.query_rows(listing_sql(local.table.sql(dialect="bigquery")), {})
+                    listing = [dict(zip(cols, row, strict=True)) for row in rows]
+                slices = [(str(r["country_code"]), str(r["brand_code"]), int(r["n"])) for r in listing]
+                expected.update(
+                    {f"{r['country_code']}/{r['brand_code']}": (int(r["n"]), _num(r["amount"])) for r in listing}
+                )
+                result = export_result(
+                    local,
+                    d.storage,
+                    export_prefix=cfg.export_prefix,
+                    run_id=run_id,
+                    token=token,
+                    fmt=params.format,
+                    slices=slices,
+                    gate=reconcile,
+                    manifest_fields=manifest_fields,
+                    schema=schema,
+                )
         except Exception as exc:
             audit.record(
                 "sales.export.failed", target, after={"error": str(exc)[:500]}, outcome="failed", store=d.store

@@ -8,8 +8,11 @@ run the same BigQuery-dialect SQL and expose the same steps:
 - ``materialize``: the query into a per-run result table clustered by the slice columns,
   as one idempotent job carrying what remains of the run's byte budget,
 - ``query_one`` / ``query_rows`` / ``result_schema``: read the result (checks, sheets),
-- ``export``: write every country x brand slice of the result to storage, never streaming
-  rows through Python,
+- ``local_copy``: the result as the table ``result`` of a bounded-memory DuckDB connection
+  (DuckDB: the run's scratch file; BigQuery: one extract job of the result, which BigQuery
+  does not bill, downloaded from storage), on which the quality gate's pass runs and the export
+  writes every country x brand slice with one ``COPY ... (PARTITION_BY ...)``
+  (:func:`write_slices`), never streaming rows through Python,
 - ``result_exists`` / ``result_bytes`` / ``drop_result``.
 
 Every job a backend runs takes a :class:`~guardian.sales.budget.JobSpec` (deterministic id,
@@ -18,10 +21,12 @@ labels, ``maximum_bytes_billed``) and reports what it cost through ``spec.on_don
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlglot import exp
@@ -42,6 +47,7 @@ __all__ = [
     "CostLimitExceeded",
     "Estimate",
     "ExportedFile",
+    "LocalCopy",
     "PartitionExport",
     "QueryFailed",
     "QueryStats",
@@ -50,6 +56,8 @@ __all__ = [
     "format_bytes",
     "open_warehouse",
     "result_name",
+    "sql_path",
+    "write_slices",
 ]
 
 
@@ -90,6 +98,7 @@ class ExportedFile:
     bytes: int
     md5: str
     rows: int | None = None
+    crc32c: str | None = None
 
 
 @dataclass
@@ -105,6 +114,27 @@ class PartitionExport:
 
 
 SpecFor = Callable[[str, str], JobSpec]
+
+
+@dataclass
+class LocalCopy:
+    """The run's result as the table ``result`` on a DuckDB connection, and a scratch folder to write in."""
+
+    con: Any
+    folder: Path
+
+    def query_rows(self, bigquery_sql: str, params: Params) -> tuple[list[str], list[list[Any]]]:
+        """Column names and rows of a query in BigQuery's dialect (sqlglot translates it) over ``result``."""
+        from guardian.sales.sql import to_duckdb
+
+        cursor = self.con.execute(to_duckdb(bigquery_sql), {k: v for k, (_t, v) in params.items()})
+        names = [d[0] for d in cursor.description]
+        return names, [list(row) for row in cursor.fetchall()]
+
+    @property
+    def table(self) -> exp.Table:
+        """The result's table name in :meth:`query_rows` queries."""
+        return exp.Table(this=exp.to_identifier("result", quoted=True))
 
 
 def format_bytes(n: int | None) -> str:
@@ -147,17 +177,73 @@ class Warehouse(Protocol):
     def query_rows(
         self, bigquery_sql: str, params: Params, name: str, limit: int, job: JobSpec
     ) -> tuple[list[str], list[list[Any]]]: ...
-    def export(
-        self,
-        name: str,
-        slices: list[tuple[str, str, int]],
-        fmt: str,
-        storage: Storage,
-        stem: Callable[[str, str], str],
-        spec_for: SpecFor,
-    ) -> list[PartitionExport]: ...
+    def local_copy(
+        self, name: str, storage: Storage, staging: str, job: JobSpec
+    ) -> contextlib.AbstractContextManager[LocalCopy]: ...
     def drop_result(self, name: str) -> None: ...
     def expire_results(self, max_age_hours: int) -> None: ...
+
+
+def write_slices(
+    con: Any,
+    relation: str,
+    folder: Path,
+    fmt: str,
+    slices: list[tuple[str, str, int]],
+    storage: Storage,
+    stem: Callable[[str, str], str],
+) -> list[PartitionExport]:
+    """Every slice of ``relation`` in one DuckDB ``COPY ... (PARTITION_BY ...)`` pass into ``folder``, then to storage.
+
+    Rows and net amount per slice are counted from the written files themselves (what the
+    export is reconciled with); each file's size and checksums are the storage's own
+    (:meth:`~guardian.storage.Storage.hash`) of the object it now holds. ``relation`` is a
+    DuckDB table or table function; the connection's memory limit bounds the pass.
+    """
+    out = folder / "out"
+    ext = extension(fmt)
+    options = (
+        "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+        if fmt == "parquet"
+        else "FORMAT csv, HEADER true, COMPRESSION gzip"
+    )
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    # The CSV reader's default 32 MB buffer per file and thread would not fit the memory limit.
+    csv_options = "" if fmt == "parquet" else ", header = true, buffer_size = 4194304"
+    con.execute(
+        f"COPY (SELECT * FROM {relation}) TO '{sql_path(out)}' "
+        f"({options}, PARTITION_BY ({', '.join(SLICE_COLUMNS)}), "
+        f"WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN 'part_{{i}}')"
+    )
+    counts: dict[tuple[str, str], tuple[int, float | None]] = {}
+    if any(out.rglob(f"*.{ext}")):
+        counts = {
+            (str(c), str(b)): (int(n), None if amount is None else float(amount))
+            for c, b, n, amount in con.execute(
+                f"SELECT country_code, brand_code, count(*), sum(net_amount) "
+                f"FROM {reader}('{sql_path(out)}/**/*.{ext}', hive_partitioning = false{csv_options}) GROUP BY ALL"
+            ).fetchall()
+        }
+    parts: list[PartitionExport] = []
+    for country, brand, rows in slices:
+        slice_folder = out / f"country_code={country}" / f"brand_code={brand}"
+        files = []
+        for i, local in enumerate(sorted(slice_folder.glob(f"*.{ext}")) if slice_folder.exists() else []):
+            key = f"{stem(country, brand)}-{i:05d}.{ext}"
+            uri = storage.put(key, local)
+            stored = storage.hash(key)
+            files.append(ExportedFile(key, uri, stored.size, stored.md5 or "", crc32c=stored.crc32c))
+        got_rows, got_amount = counts.get((country, brand), (0, None))
+        part = PartitionExport(country, brand, rows, files, got_rows, got_amount)
+        if len(files) == 1:
+            files[0].rows = part.exported_rows
+        parts.append(part)
+    return parts
+
+
+def sql_path(path: Path) -> str:
+    """A path as a DuckDB string literal's content."""
+    return str(path).replace("'", "''")
 
 
 def open_warehouse(settings: Settings, client: Any | None = None) -> Warehouse:

@@ -5,7 +5,8 @@
   of ``EXPORT DATA`` land in a local folder (``BQEMU_GCS_LOCAL_ROOT``).
 - ``bq_stub``: an HTTP proxy in front of the emulator that answers dry runs with BigQuery's
   statistics (the emulator says 0 bytes), enforces ``maximumBytesBilled`` the way BigQuery does
-  (``bytesBilledLimitExceeded``) and fills bytes billed and slot time into finished jobs.
+  (``bytesBilledLimitExceeded``), fills bytes billed and slot time into finished jobs, and
+  runs extract jobs (not billed) by having the emulator write the table to the URI.
 - ``emulator_gcs``: the emulator's ``gs://`` folder seen through the guardian Storage interface
   (it reads and writes the folder, and names objects ``gs://bucket/key``).
 """
@@ -140,13 +141,20 @@ class JobsStub:
     - jobs.insert of a job id that exists answers 409 Already Exists
       (https://cloud.google.com/bigquery/docs/running-jobs#generate-jobid);
     - EXPORT DATA jobs report ``exportDataStatistics.rowCount``
-      (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics).
+      (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#ExportDataStatistics);
+    - extract jobs (``configuration.extract``) write the whole source table (an extract has no
+      filter or column list: https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfigurationExtract)
+      and bill nothing: exporting data is a free operation
+      (https://cloud.google.com/bigquery/pricing#free); they have no ``maximumBytesBilled`` and
+      report ``statistics.extract.destinationUriFileCounts``
+      (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobStatistics4).
     """
 
     upstream: str
-    calls: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)  # query jobs (dry runs too)
+    extracts: list[dict[str, Any]] = field(default_factory=list)  # extract jobs
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # every real job by id, as answered
-    billed: dict[str, int] = field(default_factory=dict)  # job id -> bytes billed (run jobs only)
+    billed: dict[str, int] = field(default_factory=dict)  # job id -> bytes billed (real jobs: 0 for extracts)
     created: dict[str, TableMeta] = field(default_factory=dict)  # CTAS tables: clustering from the DDL
     hold: set[str] = field(default_factory=set)  # job id substrings whose reads wait for release
     inserted: threading.Event = field(default_factory=threading.Event)
@@ -357,6 +365,49 @@ def make_stub_app(stub: JobsStub) -> Any:
         stub.inserted.set()
         return JSONResponse(_decorate(data, extra), upstream.status_code)
 
+    def extract(project: str, payload: dict[str, Any]) -> Response:
+        config = payload["configuration"]
+        spec = config["extract"]
+        job_id = (payload.get("jobReference") or {}).get("jobId") or uuid.uuid4().hex
+        stub.extracts.append({"jobId": job_id, "labels": config.get("labels"), **spec})
+        with lock:
+            if job_id in stub.jobs:
+                message = f"Already Exists: Job {project}:US.{job_id}"
+                return JSONResponse(
+                    {
+                        "error": {
+                            "code": 409,
+                            "message": message,
+                            "status": "ALREADY_EXISTS",
+                            "errors": [{"reason": "duplicate", "message": message}],
+                        }
+                    },
+                    409,
+                )
+            stub.jobs[job_id] = {}
+        src = spec["sourceTable"]
+        uris = spec["destinationUris"]
+        fmt = spec.get("destinationFormat", "CSV")
+        fmt = {"NEWLINE_DELIMITED_JSON": "JSON"}.get(fmt, fmt)
+        options = f"uri = '{uris[0]}', format = '{fmt}', overwrite = true"
+        if spec.get("compression") not in (None, "NONE"):
+            options += f", compression = '{spec['compression']}'"
+        table = f"`{src.get('projectId', project)}.{src['datasetId']}.{src['tableId']}`"
+        resp = client.post(
+            f"/bigquery/v2/projects/{project}/queries",
+            json={"query": f"EXPORT DATA OPTIONS ({options}) AS SELECT * FROM {table}", "useLegacySql": False},
+        )
+        job = _job_resource(project, job_id, {**config, "jobType": "EXTRACT"}, {"creationTime": "1767225600000"})
+        if resp.status_code != 200:
+            error = {"reason": "notFound" if resp.status_code == 404 else "invalid", "message": resp.text[:300]}
+            job["status"] = {"state": "DONE", "errorResult": error, "errors": [error]}
+        else:
+            job["statistics"]["extract"] = {"destinationUriFileCounts": ["1"]}
+            stub.billed[job_id] = 0
+        stub.jobs[job_id] = job
+        stub.inserted.set()
+        return JSONResponse(job)
+
     async def proxy(request: Request) -> Response:
         path = request.url.path
         body = await request.body()
@@ -366,12 +417,14 @@ def make_stub_app(stub: JobsStub) -> Any:
         project = path.split("/projects/")[1].split("/")[0] if "/projects/" in path else PROJECT
         if request.method == "POST" and path.endswith("/jobs") and "query" in (payload.get("configuration") or {}):
             return await anyio.to_thread.run_sync(insert, project, payload, request, path, body)
+        if request.method == "POST" and path.endswith("/jobs") and "extract" in (payload.get("configuration") or {}):
+            return await anyio.to_thread.run_sync(extract, project, payload)
         job_id = path.rstrip("/").split("/")[-1]
         if request.method == "GET" and ("/jobs/" in path or "/queries/" in path):
             if job_id in stub.jobs and any(h in job_id for h in stub.hold):
                 await anyio.to_thread.run_sync(stub.released.wait)
             known = stub.jobs.get(job_id)
-            if known and "status" in known:  # refused by the byte limit: never reached the emulator
+            if known and "status" in known:  # refused by the byte limit, or an extract: answered here
                 if "/queries/" in path:
                     error = known["status"]["errorResult"]
                     return JSONResponse({"error": {"code": 400, "message": error["message"], "errors": [error]}}, 400)

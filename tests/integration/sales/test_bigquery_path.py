@@ -1,6 +1,7 @@
 """The BigQuery backend with the real google-cloud-bigquery client over HTTP.
 
-bqemulator executes the SQL (the CTAS result table, the server-side checks, ``EXPORT DATA``);
+bqemulator executes the SQL (the CTAS result table, the freshness probe, the sheet view) and the
+extract jobs whose files the gate and the export read;
 the jobs-API shim in front of it sizes every job from the emulator's tables the way BigQuery
 bills (columns x partitions, cluster pruning, 10 MB minimum), refuses jobs over
 ``maximumBytesBilled`` and answers 409 to a job id that exists.
@@ -8,6 +9,7 @@ bills (columns x partitions, cluster pruning, 10 MB minimum), refuses jobs over
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import pyarrow.parquet as pq
 import pytest
 
@@ -86,13 +89,13 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
     assert report.cost is not None
     assert report.cost.estimate.bytes == _logical(quarter, [n for n, _ in RESULT_SCHEMAS["entry"]])
 
-    # Every real job carries the cap of what remained and the run's labels; nothing ran uncapped.
+    # Every real query job carries the cap of what remained and the run's labels; nothing ran uncapped.
     real = [c for c in bq_stub.calls if not c["dryRun"]]
-    assert len(real) >= 5  # query, the gate's pass, freshness, one export per slice
-    # The gate reads the result once (one pass for every check and the per-slice totals) plus the
-    # freshness probe; the export reuses the gate's totals, so it submits only one job per slice.
+    # BigQuery reads the data once, in the query; the gate's one billed job is the freshness
+    # probe on the source. The gate's pass and the export read extracts of the result (not billed).
     steps = [c["labels"]["task"] for c in real]
-    assert steps.count("quality_gate") == 2 and steps.count("export") == 2, steps
+    assert steps == ["run_query", "quality_gate"], steps
+    assert service.result_name("bq-1") not in real[1]["sql"]
     limit = settings.sales.max_bytes_billed
     spent = 0
     for call in real:
@@ -100,34 +103,39 @@ def test_extract_runs_in_the_warehouse_and_exports_server_side(
         assert call["labels"]["run_id"] == "bq-1" and call["labels"]["requester"] == "ana_example_com"
         assert call["labels"]["dag"] == "bigquery_sales_query" and call["labels"]["task"]
         spent += bq_stub.billed.get(call["jobId"], 0)
+    assert [e["labels"]["task"] for e in bq_stub.extracts] == ["quality_gate", "export"]
+    for extract, step in zip(bq_stub.extracts, ("gate", "export"), strict=True):
+        assert extract["labels"]["run_id"] == "bq-1" and extract["destinationFormat"] == "PARQUET"
+        assert extract["sourceTable"]["tableId"] == service.result_name("bq-1")
+        assert extract["destinationUris"][0].startswith(emulator_gcs.uri(f"sales/run_id=bq-1/_staging-{step}-"))
+        assert bq_stub.billed[extract["jobId"]] == 0
     record = runs.get_run(get_store(settings), "bq-1")
     assert record is not None and record["backend"] == "bigquery"
     assert record["bytes_billed"] == bq_stub.total_billed() == spent
     assert {j["job_id"] for j in record["jobs"]} == set(bq_stub.billed)
     assert record["job_id"].startswith("guardian_sales_bq-1_run_query_")
 
-    # EXPORT DATA wrote Parquet (zstd) per country x brand; the manifest came last and lists them.
+    # Parquet (zstd) per country x brand, cut from the extract; the manifest came last and lists them.
     manifest = json.loads(emulator_gcs.get("sales/run_id=bq-1/_manifest.json"))
     assert manifest["rows"] == expected_rows and manifest["backend"] == "bigquery"
     assert manifest["bytes_billed"] == spent and len(manifest["jobs"]) == len(record["jobs"])
     assert {(f["country"], f["brand"]) for f in manifest["files"]} == {("TH", "X"), ("VN", "X")}
     for entry in manifest["files"]:
         key = f"sales/run_id=bq-1/{entry['path']}"
+        data = emulator_gcs.get(key)
         assert entry["uri"].startswith("gs://") and entry["path"].endswith(".parquet")
-        assert hashlib.md5(emulator_gcs.get(key)).hexdigest() == entry["md5"]
+        assert hashlib.md5(data).hexdigest() == entry["md5"] and entry["bytes"] == len(data)
+        assert google_crc32c.value(data).to_bytes(4, "big").hex() == entry["crc32c"]
         local = Path(emulator_gcs.base / key)
         assert pq.ParquetFile(local).metadata.row_group(0).column(0).compression == "ZSTD"
+        assert {r for r in pq.read_table(local).column("country_code").to_pylist()} == {entry["country"]}
     assert (
         sum(pq.read_table(emulator_gcs.base / f"sales/run_id=bq-1/{f['path']}").num_rows for f in manifest["files"])
         == expected_rows
     )
+    assert not [k for k in _files(emulator_gcs, "bq-1") if "_staging-" in k]  # the extracts' files are gone
+    assert report.export is not None and report.export.replaced == 0
     assert all(c.passed for c in report.checks)
-    # The result table was clustered by the slice columns, so each export read only its slice.
-    exports = [c for c in real if c["sql"].startswith("EXPORT DATA")]
-    assert len(exports) == 2
-    selected = [r for r in quarter if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X"]
-    read = sum(int(bq_stub.jobs[c["jobId"]]["stats"]["totalBytesProcessed"]) for c in exports)
-    assert read == _logical(selected, [n for n, _ in RESULT_SCHEMAS["entry"]])
 
 
 def test_cost_guard_refuses_the_whole_run_before_any_job(
@@ -140,19 +148,20 @@ def test_cost_guard_refuses_the_whole_run_before_any_job(
     load_sales_table: Any,
 ) -> None:
     load_sales_table(bq_emulator.endpoint, bigquery_env, rows[:300])
-    # The query alone fits, but not with BigQuery's 10 MB minimum for every later job of the run.
-    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(40 * 1024**2))
+    # The query alone fits, but not with BigQuery's 10 MB minimum for the run's other billed job,
+    # the freshness probe (the gate's pass and the export read extracts, which bill nothing).
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(15 * 1024**2))
     settings = load_settings()
     with pytest.raises(CostLimitExceeded) as info:
         run_extract(settings, RAW, "bq-expensive", storage=emulator_gcs)
     assert "GUARDIAN_SALES__MAX_BYTES_BILLED" in str(info.value) and "the run would bill" in str(info.value)
     assert bq_stub.calls and all(c["dryRun"] for c in bq_stub.calls) and bq_stub.billed == {}
     record = runs.get_run(get_store(settings), "bq-expensive")
-    assert record is not None and record["bytes_estimated"] > 40 * 1024**2 and record["status"] == "failed"
+    assert record is not None and record["bytes_estimated"] == 20 * 1024**2 and record["status"] == "failed"
     assert _files(emulator_gcs, "bq-expensive") == []
 
 
-def test_export_over_what_remains_is_refused_before_it_bills(
+def test_export_bills_nothing_even_with_the_budget_spent(
     bq_emulator: Any,
     bq_stub: Any,
     emulator_gcs: Any,
@@ -161,11 +170,14 @@ def test_export_over_what_remains_is_refused_before_it_bills(
     monkeypatch: pytest.MonkeyPatch,
     load_sales_table: Any,
 ) -> None:
-    # Invariant: the bytes billed by all of a run's jobs never exceed its budget; a step that
-    # would go past it is refused before it submits a job.
+    # Invariant: the export adds no billed byte to the run (one extract job, which BigQuery does
+    # not bill, and no query over the result): with nothing left of the budget it still commits.
+    # (A step that would bill past the budget is refused before it submits a job: the cleared
+    # export below, which must run the query again.) In CSV: the slices are cut from the
+    # extract's Parquet and written as gzipped CSV with a header.
     load_sales_table(bq_emulator.endpoint, bigquery_env, rows)
     settings = load_settings()
-    params = validate_params(RAW, settings)
+    params = validate_params({**RAW, "format": "csv"}, settings)
     d = service.deps(settings, params)
     d.storage = emulator_gcs
     service.begin(d, params, "bq-tight")
@@ -173,14 +185,24 @@ def test_export_over_what_remains_is_refused_before_it_bills(
     service.query_step(d, params, "bq-tight")
     service.quality_step(d, params, "bq-tight")
     spent = bq_stub.total_billed()
-    # The budget now leaves room for fewer than the export's jobs (2 slices, 10 MB each at least).
-    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(spent + 15 * 1024**2))
+    monkeypatch.setenv("GUARDIAN_SALES__MAX_BYTES_BILLED", str(spent))
     d.settings = load_settings()
     before = len(bq_stub.calls)
-    with pytest.raises(CostLimitExceeded, match=r"the export step needs \d+"):
-        service.export_step(d, params, "bq-tight")
+    result = service.export_step(d, params, "bq-tight")
+    assert result.rows == sum(1 for r in rows if r["country_code"] in {"TH", "VN"} and r["brand_code"] == "X")
     assert bq_stub.calls[before:] == [] and bq_stub.total_billed() == spent
-    assert _files(emulator_gcs, "bq-tight") == []
+    record = runs.get_run(get_store(settings), "bq-tight")
+    assert record is not None and record["bytes_billed"] == spent
+    # Cleared again on the same result: the first extract's staged files are gone, so a new
+    # generation of it runs (still unbilled) and the same files are committed again.
+    again = service.export_step(d, params, "bq-tight")
+    assert [(f["path"], f["rows"]) for f in again.files] == [(f["path"], f["rows"]) for f in result.files]
+    for f in again.files:
+        assert f["path"].endswith(".csv.gz")
+        lines = gzip.decompress(emulator_gcs.get(f"sales/run_id=bq-tight/{f['path']}")).decode().splitlines()
+        assert lines[0].split(",") == [n for n, _ in RESULT_SCHEMAS["entry"]] and len(lines) == f["rows"] + 1
+    exports = [e["jobId"][-2:] for e in bq_stub.extracts if e["labels"]["task"] == "export"]
+    assert exports == ["_0", "_1"] and bq_stub.total_billed() == spent
 
 
 def test_clearing_export_after_finish_reruns_the_query_within_the_budget(
@@ -262,7 +284,7 @@ service.query_step(service.deps(s, p), p, "bq-kill")
 """
 
 
-def test_quality_gate_runs_server_side_and_blocks_the_export(
+def test_quality_gate_on_the_extract_blocks_the_export(
     bq_emulator: Any,
     bq_stub: Any,
     emulator_gcs: Any,

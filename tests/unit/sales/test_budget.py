@@ -180,6 +180,18 @@ def test_spec_refuses_a_step_that_needs_more_than_remains() -> None:
     assert budget.spent == 70
 
 
+def test_a_free_job_runs_with_the_budget_spent_but_a_billed_one_does_not() -> None:
+    budget = RunBudget(100, "r")
+    budget.record(JobStats("j1", "run_query", 100, 100))
+    with pytest.raises(CostLimitExceeded, match="the export step needs 0"):
+        budget.spec("export")
+    spec = budget.spec("export", free=True)  # an extract job: BigQuery bills nothing for it
+    with pytest.raises(CostLimitExceeded, match="nothing remains"):
+        spec.require()  # and a billed job submitted under it would still be refused
+    with pytest.raises(CostLimitExceeded):
+        budget.spec("export", need=1, free=True)
+
+
 def test_job_ids_are_deterministic_and_labels_valid() -> None:
     assert job_base("manual__2026-01-01T00:00:00+00:00", "export", "a") == job_base(
         "manual__2026-01-01T00:00:00+00:00", "export", "a"
