@@ -90,7 +90,7 @@ def test_scheduled_default_is_a_dry_run_that_still_warns(sandbox: Any, smtp: Any
     # Dry run or not, the owners of dashboards 9 and 10 were warned and the ledger knows it.
     if smtp is None:
         pytest.skip("no SMTP receiver in this environment (aiosmtpd)")
-    assert {"9", "10"} <= set(latest_warnings(store, "default"))
+    assert {("dashboard", "9"), ("dashboard", "10")} <= set(latest_warnings(store, "default"))
     assert {str(m["To"]) for m in smtp.messages} >= {"carol@example.com", "alice@example.com"}
 
 
