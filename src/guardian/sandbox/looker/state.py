@@ -559,8 +559,12 @@ def seed_bulk(
     trashed_fraction: float = 0.05,
     now: datetime | None = None,
     rng_seed: int = 7,
+    looks: int = 0,
 ) -> LookerState:
-    """A large instance for benchmarks: ``n`` dashboards (a share inactive, a share trashed)."""
+    """A large instance for benchmarks: ``n`` dashboards and ``looks`` Looks (a share inactive, a share trashed).
+
+    Every tenth Look is shown on a dashboard tile (the first dashboards' second tile).
+    """
     now = now or datetime.now(UTC)
     rng = random.Random(rng_seed)
     if not state.users:
@@ -594,4 +598,29 @@ def seed_bulk(
             deleter_id=deleter,
             elements=1,
         )
+    dashboards = sorted((k for k, d in state.dashboards.items() if not d["deleted"]), key=lambda k: int(k))
+    for i in range(looks):
+        roll = rng.random()
+        deleted_at = None
+        deleter = None
+        if roll < trashed_fraction:
+            last = now - timedelta(days=rng.randint(200, 800))
+            deleted_at = now - timedelta(days=rng.randint(1, 400))
+            deleter = API_USER_ID
+        elif roll < trashed_fraction + inactive_fraction:
+            last = now - timedelta(days=rng.randint(181, 900))
+        else:
+            last = now - timedelta(days=rng.randint(0, 150))
+        look = state.add_look(
+            title=f"Look {i}",
+            user_id=rng.choice(owners),
+            folder_id=rng.choice(folders),
+            created_at=now - timedelta(days=1000),
+            last_accessed=last,
+            deleted_at=deleted_at,
+            deleter_id=deleter,
+            query_id=state.add_query(fields=(f"orders.m{i % 50}",))["id"],
+        )
+        if i % 10 == 0 and dashboards:
+            state.put_look_on_dashboard(dashboards[(i // 10) % len(dashboards)], str(look["id"]))
     return state
