@@ -152,6 +152,11 @@ def keep(
             outcome="failed",
             after={"error": mask_text(str(exc))[:300]},
         )
-        return f"Dashboard {dashboard_id} not kept: {mask_text(str(exc))[:300]}"
+        return f"{_named(dashboard_id)} not kept: {mask_text(str(exc))[:300]}"
     info = plain(kept)
-    return f"Dashboard {dashboard_id} kept until {str(info.get('until'))[:10]}: {info.get('reason')}"
+    return f"{_named(dashboard_id)} kept until {str(info.get('until'))[:10]}: {info.get('reason')}"
+
+
+def _named(name: str) -> str:
+    """'Dashboard 12' or 'Look 12' from what the form sent (``12`` or ``look:12``)."""
+    return f"Look {name[5:]}" if name.lower().startswith("look:") else f"Dashboard {name}"

@@ -94,8 +94,17 @@ def test_looks_go_through_the_same_lifecycle(looks: Any, settings: Any, sandbox:
     assert "[look:2] Stale Cohort Look" in body_text(notice)
     assert re.search(r"`guardian looker restore [^`]*\blook:2\b", body_text(notice)), body_text(notice)
 
-    # A person names a Look as look:ID: keep one, restore the trashed one and the purged one.
+    # The Guardian UI lists Looks by the same names and keeps one from its form.
+    from guardian.web import looker_view
+
+    page = looker_view.page_data(settings, store)
+    assert {"4", "look:2", "look:9"} <= {a["label"] for a in page["actions"]}
+    assert {"look:2", "look:9"} <= {a["label"] for a in page["restorable"]}
     until = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
+    said = looker_view.keep(settings, store, "operator", "look:3", until, "on the QBR board", lambda *a, **k: None)
+    assert said.startswith("Look 3 kept until"), said
+
+    # A person names a Look as look:ID: keep one, restore the trashed one and the purged one.
     kept = _cli("keep", "look:8", "--until", until, "--reason", "linked from the wiki")
     assert kept.exit_code == 0 and "look 8 kept until" in kept.output, kept.output
     restored = _cli("restore", "look:2", "look:9")
@@ -111,6 +120,7 @@ def test_looks_go_through_the_same_lifecycle(looks: Any, settings: Any, sandbox:
     following = service.plan(settings)
     again = {a.dashboard_id: a for a in list_actions(store, following.id) if a.content_type == "look"}
     assert again["8"].kind == "skip" and "kept by its owner" in again["8"].reason
+    assert again["3"].kind == "skip"  # on a dashboard since the last plan (and kept from the UI)
     assert "2" not in again or again["2"].kind != "purge"
 
 
