@@ -453,8 +453,8 @@ def test_a_year_of_people_faults_and_monthly_runs(smtp_receiver: Any, monkeypatc
     run_state_machine_as_test(
         LookerYear,
         settings=settings(
-            # make test runs 5 simulated years; GUARDIAN_LOOKER_PBT_EXAMPLES=50 for a long run.
-            max_examples=int(os.environ.get("GUARDIAN_LOOKER_PBT_EXAMPLES", "5")),
+            # make test runs 5 simulated years; GUARDIAN_TEST_LOOKER_PBT_EXAMPLES=50 for a long run.
+            max_examples=int(os.environ.get("GUARDIAN_TEST_LOOKER_PBT_EXAMPLES", "5")),
             stateful_step_count=24,
             deadline=None,
             derandomize=True,
