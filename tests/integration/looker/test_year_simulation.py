@@ -453,8 +453,9 @@ def test_a_year_of_people_faults_and_monthly_runs(smtp_receiver: Any, monkeypatc
     run_state_machine_as_test(
         LookerYear,
         settings=settings(
-            # make test runs 5 simulated years; GUARDIAN_TEST_LOOKER_PBT_EXAMPLES=50 for a long run.
-            max_examples=int(os.environ.get("GUARDIAN_TEST_LOOKER_PBT_EXAMPLES", "5")),
+            # make test runs 5 simulated years; PBT_LOOKER_YEAR_EXAMPLES=50 for a long run (not GUARDIAN_*:
+            # the tests drop those and the settings refuse unknown ones).
+            max_examples=int(os.environ.get("PBT_LOOKER_YEAR_EXAMPLES", "5")),
             stateful_step_count=24,
             deadline=None,
             derandomize=True,
