@@ -1,4 +1,4 @@
-"""looker_dashboard_deletion: monthly warn / approve / back up / trash / purge of inactive Looker dashboards."""
+"""looker_dashboard_deletion: monthly warn / approve / back up / trash / purge of inactive dashboards and Looks."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from guardian.airflow.looker import APPROVAL_TIMEOUT_HOURS, approval_operator_cl
 DOC = """
 ### looker_dashboard_deletion (monthly, 1st at 00:00 UTC)
 
-Keeps Looker clean without losing a dashboard. `restore` (only when `restore_ids` is given)
-un-trashes or re-imports dashboards; `plan` inventories the instance (dashboard search, System
+Keeps Looker clean without losing a dashboard or a Look (Looks go through the same steps; a
+Look is named `look:ID`). `restore` (only when `restore_ids` is given) un-trashes or re-creates
+dashboards and Looks; `plan` inventories the instance (dashboard and Look search, System
 Activity, every schedule and alert) and persists a plan; `warn` emails the owners of inactive
-dashboards (always, whatever the mode: a dashboard is only trashed 14+ days after its owner
-was warned); `gate` picks the path; `approve` (Airflow 3) waits for a person to approve the
+dashboards and unused Looks (always, whatever the mode: nothing is trashed until 14+ days after
+its owner was warned); `gate` picks the path; `approve` (Airflow 3) waits for a person to approve the
 plan in the Airflow UI (Browse > Required actions), showing its counts and a link to the Looker
 page of the Guardian UI; `apply` re-checks, backs up (JSON + LookML + schedules + alerts) and
 trashes / purges; `report` sends trash notices and the team summary, or says the plan waits.
@@ -40,7 +41,8 @@ on a manual trigger means the person triggering is the approval.
 - `apply` fails with *N failed*: clear the task to retry: finished actions are not redone.
 - Killed or timed-out `apply`: just clear / rerun it; every action is resumable and re-checked.
 - Looker errors (HTTP 401/404 on login): check the `looker_default` connection.
-- A dashboard trashed by mistake: `guardian looker restore ID` or the looker_dashboard_restore DAG.
+- A dashboard or Look trashed by mistake: `guardian looker restore ID` (`look:ID` for a Look) or the
+  looker_dashboard_restore DAG.
 """
 
 ApprovalOperator = approval_operator_class()
@@ -65,7 +67,9 @@ ApprovalOperator = approval_operator_class()
         "skip_approval": Param(
             False, type="boolean", description="Manual runs: the person triggering approves (no approval step)."
         ),
-        "restore_ids": Param("", type="string", description="Comma-separated dashboard ids to restore first."),
+        "restore_ids": Param(
+            "", type="string", description="Dashboard ids (a Look: look:ID), comma-separated, to restore first."
+        ),
     },
 )
 def looker_dashboard_deletion() -> None:
@@ -87,7 +91,7 @@ def looker_dashboard_deletion() -> None:
             outputs=[f"looker://{settings.looker.instance_name}/dashboards"],
         )
         for r in results:
-            print(f"{r.dashboard_id}: {r.method}: {r.detail}")
+            print(f"{r.label}: {r.method}: {r.detail}")
         if any(not r.ok for r in results):
             raise RuntimeError(f"{sum(not r.ok for r in results)} restore(s) failed; see the log above")
         return [r.as_dict() for r in results]
@@ -110,7 +114,8 @@ def looker_dashboard_deletion() -> None:
             "mode": resolve_mode((params or {}).get("mode"), settings.looker.scheduled_mode),
             "summary": (
                 f"trash {counts.get('soft_delete', 0)}, purge {counts.get('purge', 0)}, warn {counts.get('warn', 0)}, "
-                f"excluded {counts.get('skip', 0)} of {made.inventory_size} live and {made.trash_size} trashed"
+                f"excluded {counts.get('skip', 0)} of {made.inventory_size} live and {made.trash_size} trashed "
+                f"(Looks among them: {counts.get('looks_live', 0)} live, {counts.get('looks_trashed', 0)} trashed)"
             ),
             "link": f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker",
         }
@@ -163,7 +168,7 @@ def looker_dashboard_deletion() -> None:
             ],
         )
         for outcome in report.outcomes:
-            print(f"{outcome['dashboard_id']} {outcome['kind']}: {outcome['state']}: {outcome['note']}")
+            print(f"{outcome['label']} {outcome['kind']}: {outcome['state']}: {outcome['note']}")
         if report.failed:
             raise RuntimeError(f"plan {plan_id}: {report.failed} action(s) failed; clear this task to retry them")
         return {k: v for k, v in report.as_dict().items() if k != "outcomes"}
@@ -189,7 +194,7 @@ def looker_dashboard_deletion() -> None:
                 raise AirflowFailException(f"plan {plan_id} was {made.status}; see the apply task's log")
             return {"plan_id": plan_id, "status": made.status, "waits": True}
         sent = service.notify(settings, plan_id, mode=mode, client=client(settings))
-        failed = [a.dashboard_id for a in service.list_actions(store, plan_id, states=["failed"])]
+        failed = [a.label for a in service.list_actions(store, plan_id, states=["failed"])]
         if failed:
             raise AirflowFailException(f"plan {plan_id}: actions failed for {failed[:20]}; clear apply to retry")
         return {"plan_id": plan_id, "status": made.status, **sent.as_dict()}
@@ -208,7 +213,7 @@ def looker_dashboard_deletion() -> None:
                 "({{ ti.xcom_pull(task_ids='plan')['mode'] }} mode): "
                 "{{ ti.xcom_pull(task_ids='plan')['summary'] }}.\n\n"
                 "Review it on {{ ti.xcom_pull(task_ids='plan')['link'] }} before approving. Owners were warned; "
-                "every dashboard is backed up before it is trashed and can be restored."
+                "every dashboard and Look is backed up before it is trashed and can be restored."
             ),
             defaults="Reject",
             response_timeout=timedelta(hours=APPROVAL_TIMEOUT_HOURS),

@@ -1,4 +1,4 @@
-"""looker_dashboard_restore: restore Looker dashboards on request (manual trigger)."""
+"""looker_dashboard_restore: restore Looker dashboards and Looks on request (manual trigger)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from guardian.airflow.dagkit import Tag
 DOC = """
 ### looker_dashboard_restore (manual)
 
-Trigger with `{"dashboard_ids": "12,34"}`. A trashed dashboard is moved out of the trash (same
-id, URL, schedules and alerts); a purged one is re-imported from its newest verified backup
-(LookML) into its original folder, with a new id; alerts, schedules, favorites and view history
-are not carried by LookML and are listed in the log. Restoring twice creates no second copy.
+Trigger with `{"dashboard_ids": "12,34,look:56"}` (a Look is named `look:ID`). A trashed
+dashboard or Look is moved out of the trash (same id, URL, schedules and alerts); a purged
+dashboard is re-imported from its newest verified backup (LookML), a purged Look re-created from
+its backed-up query, into its original folder, with a new id; schedules and alerts are
+re-created from the backup; favorites and view history cannot be and are listed in the log.
+Restoring twice creates no second copy.
 
 **Triage**
 - *purged and no backup is recorded*: the dashboard was deleted outside the guardian; it
@@ -33,10 +35,10 @@ are not carried by LookML and are listed in the log. Restoring twice creates no 
     tags=[Tag.GUARDIAN, Tag.LOOKER],
     default_args=dagkit.default_args(retries=1, retry_delay_minutes=1),
     on_failure_callback=dagkit.on_failure,
-    params={"dashboard_ids": Param("", type="string", description="Comma-separated dashboard ids.")},
+    params={"dashboard_ids": Param("", type="string", description="Comma-separated dashboard ids; a Look as look:ID.")},
 )
 def looker_dashboard_restore() -> None:
-    """Restore the given dashboards."""
+    """Restore the given dashboards and Looks."""
 
     @task
     def restore(params: dict[str, object] | None = None) -> list[dict[str, object]]:
@@ -54,7 +56,7 @@ def looker_dashboard_restore() -> None:
             outputs=[f"looker://{settings.looker.instance_name}/dashboards"],
         )
         for r in results:
-            print(f"{r.dashboard_id}: {r.method}: {r.detail}")
+            print(f"{r.label}: {r.method}: {r.detail}")
             if r.not_restored:
                 print(f"   not restored: {', '.join(r.not_restored)}")
         if any(not r.ok for r in results):

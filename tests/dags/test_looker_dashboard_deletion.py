@@ -83,7 +83,7 @@ def test_scheduled_default_is_a_dry_run_that_still_warns(sandbox: Any, smtp: Any
     assert plan is not None and plan.counts["soft_delete"] == 5 and plan.counts["purge"] == 1
     assert {k: d["deleted"] for k, d in sandbox.state.dashboards.items()} == before
     # Dry run or not, the owners of dashboards 9 and 10 were warned and the ledger knows it.
-    assert {"9", "10"} <= set(latest_warnings(store, "default"))
+    assert {("dashboard", "9"), ("dashboard", "10")} <= set(latest_warnings(store, "default"))
     assert {str(m["To"]) for m in smtp.messages} >= {"carol@example.com", "alice@example.com"}
 
 

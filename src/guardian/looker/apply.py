@@ -1,5 +1,9 @@
 """Apply a plan: re-check, back up, trash or purge, each action audited before and after.
 
+One runner for dashboards and Looks: every Looker call goes through the client's content
+interface (``content``, ``set_content_deleted``, ``delete_content``, ``scheduled_plans_for``),
+which picks the dashboard or the Look endpoint by the action's ``content_type``.
+
 Every action row moves ``pending -> backed_up -> in_progress -> done | noop | skipped``
 (or ``failed``, retried by the next run; or ``parked`` when its backup cannot be made: the
 run goes on, reports it, and the next plan tries again). The state and its audit event commit in one
@@ -53,7 +57,7 @@ from guardian.looker.plan import (
     set_plan_status,
     verify_plan_hash,
 )
-from guardian.looker.policy import Context, DashboardFacts, Policy, decide, folder_chain, parse_ts
+from guardian.looker.policy import ContentFacts, Context, Policy, decide, folder_chain, parse_ts
 from guardian.looker.tables import looker_actions, looker_plans
 from guardian.storage import Storage
 from guardian.store import Store
@@ -193,7 +197,7 @@ def breaker_check(
     limit_fraction = cfg.max_fraction * plan.inventory_size
     if trash and trash > limit_fraction:
         return (
-            f"it brings trashes to {trash} of {plan.inventory_size} dashboards {window}, "
+            f"it brings trashes to {trash} of {plan.inventory_size} live dashboards and Looks {window}, "
             f"more than max_fraction={cfg.max_fraction:.0%}"
         )
     return None
@@ -306,7 +310,7 @@ class _Runner:
                 conn,
                 actor=self.actor,
                 action=audit_action,
-                target=instance_target(self.settings, action.dashboard_id),
+                target=instance_target(self.settings, action.dashboard_id, action.content_type),
                 before=before,
                 after=after,
                 outcome=outcome,
@@ -332,13 +336,13 @@ class _Runner:
             note=note,
             columns=columns,
         )
-        return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": state, "note": note}
+        return _outcome(action, state, note)
 
     # -- one action ----------------------------------------------------------------------
     def run(self, action_id: int) -> dict[str, Any]:
         action = get_action(self.store, action_id)
         if action.state in FINAL_STATES:
-            return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": action.state, "note": "final"}
+            return _outcome(action, action.state, "final")
         try:
             return self._execute(action)
         except Exception as exc:  # one dashboard's failure must not stop the others
@@ -351,10 +355,11 @@ class _Runner:
                 note=note,
                 columns={"attempts": action.attempts + 1},
             )
-            return {"dashboard_id": action.dashboard_id, "kind": action.kind, "state": "failed", "note": note}
+            return _outcome(action, "failed", note)
 
     def _execute(self, action: Action) -> dict[str, Any]:
-        fresh = self.client.dashboard(action.dashboard_id)
+        content_type, content_id = action.ref
+        fresh = self.client.content(content_type, content_id)
         interrupted = action.state == "in_progress"
         if action.kind == "soft_delete":
             if fresh is None:
@@ -386,10 +391,12 @@ class _Runner:
                 return self.finish(action, "noop", why)
             if not fresh.get("deleted"):
                 return self.finish(action, "skipped", "restored from the trash since the plan", fresh)
-        schedules = self.client.scheduled_plans_for_dashboard(action.dashboard_id)
+        schedules = self.client.scheduled_plans_for(content_type, content_id)
         elements = {str(e.get("id")) for e in fresh.get("dashboard_elements") or []}
         alerts = [a for a in self.alerts if str(a.get("dashboard_element_id")) in elements]
-        stale = self.recheck(action, fresh, schedules, alerts)
+        # A Look put on a dashboard since the plan is in use (one call, Looks only).
+        tiles = len(self.client.tiles_showing_look(content_id)) if content_type == "look" else 0
+        stale = self.recheck(action, fresh, schedules, alerts, tiles)
         if stale:
             return self.finish(action, "skipped", stale, fresh)
         try:
@@ -407,11 +414,11 @@ class _Runner:
             columns={"attempts": action.attempts + 1},
         )
         if action.kind == "soft_delete":
-            result = self.client.set_deleted(action.dashboard_id, True)
+            result = self.client.set_content_deleted(content_type, content_id, True)
             after = _state_of(result)
             note = "moved to trash"
         else:
-            existed = self.client.delete_dashboard(action.dashboard_id)
+            existed = self.client.delete_content(content_type, content_id)
             after = {"exists": False}
             note = "permanently deleted" if existed else "already gone when deleting"
         self._transition(
@@ -424,13 +431,7 @@ class _Runner:
             note=note,
             columns={"after": after},
         )
-        return {
-            "dashboard_id": action.dashboard_id,
-            "kind": action.kind,
-            "state": "done",
-            "note": note,
-            "bytes": backup.bytes,
-        }
+        return _outcome(action, "done", note) | {"bytes": backup.bytes}
 
     def recheck(
         self,
@@ -438,13 +439,16 @@ class _Runner:
         fresh: dict[str, Any],
         schedules: list[dict[str, Any]] | None = None,
         alerts: list[dict[str, Any]] | None = None,
+        tiles: int = 0,
     ) -> str | None:
-        """Why the dashboard no longer qualifies, or None."""
-        then = DashboardFacts.from_json(action.snapshot)
-        now_facts = DashboardFacts.from_api(
+        """Why the dashboard or Look no longer qualifies, or None."""
+        then = ContentFacts.from_json(action.snapshot)
+        now_facts = ContentFacts.from_api(
             fresh,
             schedules=sum(1 for p in schedules or [] if p.get("enabled")),
             alerts=sum(1 for a in alerts or [] if not a.get("is_disabled")),
+            content_type=action.content_type,
+            dashboards_using=tiles,
         )
         if action.kind == "soft_delete":
             seen_then = max((t for t in (then.last_accessed_at, then.last_viewed_at) if t), default=None)
@@ -457,6 +461,8 @@ class _Runner:
             folder_id=now_facts.folder_id,
             folder_name=now_facts.folder_name or then.folder_name,
             favorite_count=now_facts.favorite_count,
+            public=now_facts.public,
+            dashboards_using=now_facts.dashboards_using if action.kind == "soft_delete" else then.dashboards_using,
             schedules=now_facts.schedules if action.kind == "soft_delete" else then.schedules,
             alerts=now_facts.alerts if action.kind == "soft_delete" else then.alerts,
             deleted=now_facts.deleted,
@@ -475,7 +481,7 @@ class _Runner:
         schedules: list[dict[str, Any]] | None = None,
         alerts: list[dict[str, Any]] | None = None,
     ) -> Backup:
-        """A verified backup of this version of the dashboard, recorded on the action."""
+        """A verified backup of this version of the dashboard or Look, recorded on the action."""
         if action.backup_key:
             existing = get_backup(self.store, action.backup_key)
             if existing and existing.sha256 == action.backup_sha256 and verify_backup(self.storage, existing, fresh):
@@ -490,6 +496,7 @@ class _Runner:
             stamp=self.plan.created_at,
             schedules=schedules or [],
             alerts=alerts or [],
+            content_type=action.content_type,
         )
         self._transition(
             action,
@@ -500,6 +507,17 @@ class _Runner:
             columns={"backup_key": backup.key, "backup_sha256": backup.sha256},
         )
         return backup
+
+
+def _outcome(action: Action, state: str, note: str) -> dict[str, Any]:
+    return {
+        "dashboard_id": action.dashboard_id,
+        "content_type": action.content_type,
+        "label": action.label,
+        "kind": action.kind,
+        "state": state,
+        "note": note,
+    }
 
 
 def _state_of(dashboard: dict[str, Any] | None) -> dict[str, Any] | None:

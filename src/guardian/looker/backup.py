@@ -1,10 +1,13 @@
-"""Verified, write-once backups of a dashboard: its full JSON, its LookML, its schedules and alerts.
+"""Verified, write-once backups of a dashboard or a Look, with its schedules (and a dashboard's alerts).
 
-A backup is accepted only when it could restore the dashboard: the LookML must parse (YAML)
-and describe the same dashboard (title) with the same tiles as the JSON (element titles,
-in order); the schedules (every user's) and the alerts on its tiles are stored beside them.
+A backup is accepted only when it could restore its content. A dashboard's: the LookML must
+parse (YAML) and describe the same dashboard (title) with the same tiles as the JSON
+(element titles, in order). A Look's: its JSON (``LookWithQuery``) must carry its query
+(model and view, the same id as ``query_id``), which is what ``create_look`` needs again.
+The schedules (every user's) and the alerts on a dashboard's tiles are stored beside them.
 
-Key: ``<backup_prefix>/<instance>/<dashboard_id>/<plan timestamp>-plan<id>.json``. The key is
+Key: ``<backup_prefix>/<instance>/<dashboard_id>/<plan timestamp>-plan<id>.json`` for a
+dashboard, ``<backup_prefix>/<instance>/looks/<look_id>/...`` for a Look. The key is
 the same on every attempt of one plan, so a process killed after the put and before the
 store row finds its own backup on the rerun (``AlreadyExists``), checks it describes the
 same version of the dashboard, and uses it. Every backup is read back and its SHA-256
@@ -61,6 +64,7 @@ class Backup:
     title: str | None
     folder_id: str | None
     dashboard_updated_at: str | None
+    content_type: str = "dashboard"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -84,14 +88,18 @@ def _row(row: Any) -> Backup:
         row.title,
         row.folder_id,
         row.dashboard_updated_at,
+        str(row.content_type),
     )
 
 
-def backup_key(settings: Settings, dashboard_id: str, stamp: datetime, plan_id: int | None) -> str:
+def backup_key(
+    settings: Settings, dashboard_id: str, stamp: datetime, plan_id: int | None, content_type: str = "dashboard"
+) -> str:
     """Storage key of a backup."""
     suffix = f"-plan{plan_id}" if plan_id is not None else ""
+    folder = dashboard_id if content_type == "dashboard" else f"{content_type}s/{dashboard_id}"
     return (
-        f"{settings.looker.backup_prefix}/{settings.looker.instance_name}/{dashboard_id}/"
+        f"{settings.looker.backup_prefix}/{settings.looker.instance_name}/{folder}/"
         f"{stamp.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}{suffix}.json"
     )
 
@@ -112,6 +120,32 @@ def read_backup(storage: Storage, key: str, sha256: str | None = None) -> dict[s
     return dict(document)
 
 
+def backed_up(document: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard or Look JSON a backup document holds."""
+    return dict(document.get(str(document.get("content_type") or "dashboard")) or {})
+
+
+def backup_problem(document: dict[str, Any]) -> str | None:
+    """Why this backup document could not restore its dashboard or Look, or None."""
+    content = backed_up(document)
+    if document.get("content_type", "dashboard") == "dashboard":
+        problem = lookml_problem(str(document.get("lookml") or ""), content)
+        return None if problem is None else f"LookML export {problem}"
+    return look_problem(content)
+
+
+def look_problem(look: dict[str, Any]) -> str | None:
+    """Why this Look JSON could not re-create the Look (no query to ``create_look`` from), or None."""
+    query = look.get("query") or {}
+    if not isinstance(query, dict) or not query.get("model") or not query.get("view"):
+        return "holds no query with a model and a view (look() returns it: LookWithQuery)"
+    if look.get("query_id") is not None and str(query.get("id")) != str(look.get("query_id")):
+        return f"holds query {query.get('id')}, not the Look's query_id {look.get('query_id')}"
+    if not str(look.get("title") or "").strip():
+        return "has no title"
+    return None
+
+
 def take_backup(
     settings: Settings,
     client: LookerClient,
@@ -123,30 +157,32 @@ def take_backup(
     stamp: datetime,
     schedules: list[dict[str, Any]] | None = None,
     alerts: list[dict[str, Any]] | None = None,
+    content_type: str = "dashboard",
 ) -> Backup:
-    """Write (or find) the backup of this version of ``dashboard``, read it back, verify, record.
+    """Write (or find) the backup of this version of ``dashboard`` (or Look), read it back, verify, record.
 
-    Raises :class:`BackupError` when the LookML does not describe the dashboard (nothing is written).
+    Raises :class:`BackupError` when the backup could not restore it (nothing is written).
     """
     dashboard_id = str(dashboard["id"])
-    lookml = client.dashboard_lookml(dashboard_id)
-    problem = lookml_problem(lookml, dashboard)
-    if problem:
-        raise BackupError(f"dashboard {dashboard_id}: LookML export {problem}")
-    document = {
+    document: dict[str, Any] = {
         "format": FORMAT,
+        "content_type": content_type,
         "instance": settings.looker.instance_name,
         "dashboard_id": dashboard_id,
         "plan_id": plan_id,
         "taken_at": datetime.now(UTC).isoformat(),
-        "dashboard": dashboard,
-        "lookml": lookml,
+        content_type: dashboard,
         "schedules": list(schedules or []),
         "alerts": list(alerts or []),
         "not_restorable_from_lookml": list(NOT_RESTORABLE),
     }
+    if content_type == "dashboard":
+        document["lookml"] = client.dashboard_lookml(dashboard_id)
+    problem = backup_problem(document)
+    if problem:
+        raise BackupError(f"{content_type} {dashboard_id}: {problem}")
     data = encode(document)
-    key = backup_key(settings, dashboard_id, stamp, plan_id)
+    key = backup_key(settings, dashboard_id, stamp, plan_id, content_type)
     try:
         storage.put_once(key, data)
     except AlreadyExists:
@@ -155,15 +191,16 @@ def take_backup(
         except (BackupError, NotFound, ValueError):
             existing = {}
         if (
-            _same_version(existing.get("dashboard") or {}, dashboard)
-            and not lookml_problem(str(existing.get("lookml") or ""), dashboard)
+            existing.get("content_type", "dashboard") == content_type
+            and _same_version(backed_up(existing), dashboard)
+            and not backup_problem(existing)
             and existing.get("schedules") == document["schedules"]
             and existing.get("alerts") == document["alerts"]
         ):
             data = storage.get(key)
         else:
             # The dashboard changed since that backup: keep both, never overwrite.
-            key = backup_key(settings, dashboard_id, datetime.now(UTC), plan_id)
+            key = backup_key(settings, dashboard_id, datetime.now(UTC), plan_id, content_type)
             storage.put_once(key, data)
     digest = hashlib.sha256(data).hexdigest()
     readback = storage.get(key)
@@ -174,6 +211,7 @@ def take_backup(
         if existing_row is None:
             conn.execute(
                 insert(looker_backups).values(
+                    content_type=content_type,
                     created_at=datetime.now(UTC),
                     instance=settings.looker.instance_name,
                     dashboard_id=dashboard_id,
@@ -236,7 +274,7 @@ def verify_backup(storage: Storage, backup: Backup, dashboard: dict[str, Any] | 
         document = read_backup(storage, backup.key, backup.sha256)
     except (BackupError, NotFound, ValueError):
         return False
-    return dashboard is None or _same_version(document.get("dashboard") or {}, dashboard)
+    return dashboard is None or _same_version(backed_up(document), dashboard)
 
 
 def get_backup(store: Store, key: str) -> Backup | None:
@@ -247,19 +285,26 @@ def get_backup(store: Store, key: str) -> Backup | None:
 
 
 def list_backups(
-    store: Store, *, dashboard_id: str | None = None, instance: str | None = None, limit: int = 100
+    store: Store,
+    *,
+    dashboard_id: str | None = None,
+    instance: str | None = None,
+    limit: int = 100,
+    content_type: str = "dashboard",
 ) -> list[Backup]:
-    """Backups, newest first (of one dashboard / instance when given)."""
+    """Backups, newest first (of one dashboard or Look / instance when given)."""
     query = select(looker_backups).order_by(looker_backups.c.id.desc()).limit(limit)
     if dashboard_id is not None:
-        query = query.where(looker_backups.c.dashboard_id == dashboard_id)
+        query = query.where(
+            looker_backups.c.dashboard_id == dashboard_id, looker_backups.c.content_type == content_type
+        )
     if instance is not None:
         query = query.where(looker_backups.c.instance == instance)
     with store.read() as conn:
         return [_row(r) for r in conn.execute(query).all()]
 
 
-def latest_backup(store: Store, instance: str, dashboard_id: str) -> Backup | None:
-    """The newest backup of one dashboard, or None."""
-    found = list_backups(store, dashboard_id=dashboard_id, instance=instance, limit=1)
+def latest_backup(store: Store, instance: str, dashboard_id: str, content_type: str = "dashboard") -> Backup | None:
+    """The newest backup of one dashboard (or Look), or None."""
+    found = list_backups(store, dashboard_id=dashboard_id, instance=instance, limit=1, content_type=content_type)
     return found[0] if found else None

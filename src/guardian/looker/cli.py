@@ -11,7 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Looker dashboard lifecycle: plan, apply, restore, report.", no_args_is_help=True)
+app = typer.Typer(
+    help="Looker dashboard and Look lifecycle: plan, apply, restore, report. A Look is named look:ID, a dashboard ID.",
+    no_args_is_help=True,
+)
 # Piped output (logs, the demo) gets a wide console instead of rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 180)
 
@@ -27,6 +30,7 @@ def _exclusion_kind(reason: str) -> str:
         ("LookML", "LookML"),
         ("protected folder", "protected folder"),
         ("allow-listed", "allow-listed"),
+        ("dashboard tile", "on a dashboard"),
         ("kept by its owner", "kept"),
         ("scheduled", "scheduled"),
         ("alerted", "alerted"),
@@ -50,19 +54,25 @@ def _print_plan(plan: Any, actions: list[Any], *, show_all: bool) -> None:
         f"soft_delete {counts.get('soft_delete', 0)}, purge {counts.get('purge', 0)}, warn {counts.get('warn', 0)}, "
         f"skip {counts.get('skip', 0)}, keep {counts.get('keep', 0)}"
     )
+    if counts.get("looks_live") or counts.get("looks_trashed"):
+        console.print(
+            f"Looks: {counts.get('looks_live', 0)} live, {counts.get('looks_trashed', 0)} in trash | "
+            f"soft_delete {counts.get('looks_soft_delete', 0)}, purge {counts.get('looks_purge', 0)}, "
+            f"warn {counts.get('looks_warn', 0)}, skip {counts.get('looks_skip', 0)} (included in the counts above)"
+        )
     skipped = [a for a in actions if a.kind == "skip"]
     if skipped:
         groups = Counter(_exclusion_kind(a.reason) for a in skipped)
         console.print("exclusions: " + ", ".join(f"{kind} {n}" for kind, n in groups.most_common()))
     table = Table(title="actions" if show_all else "actions (use --all to list more than 200)")
-    for col in ("#", "dashboard", "kind", "state", "title", "owner", "folder", "reason / outcome"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("#", "dashboard", "kind", "state"))
+    for col in ("#", "content", "kind", "state", "title", "owner", "folder", "reason / outcome"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("#", "content", "kind", "state"))
     colours = {"soft_delete": "red", "purge": "magenta", "warn": "yellow", "skip": "cyan"}
     for a in actions if show_all else actions[:200]:
         note = a.outcome if a.outcome and a.outcome != a.reason else a.reason
         table.add_row(
             str(a.seq),
-            a.dashboard_id,
+            a.label,
             f"[{colours.get(a.kind, 'white')}]{a.kind}[/]",
             a.state,
             a.title or "",
@@ -106,7 +116,7 @@ def apply_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Back up, then trash / purge the dashboards of a plan. Safe to rerun after an interruption."""
+    """Back up, then trash / purge the dashboards and Looks of a plan. Safe to rerun after an interruption."""
     from guardian import audit
     from guardian.looker import service
     from guardian.looker.plan import require_plan
@@ -142,7 +152,7 @@ def apply_cmd(
         )
         for outcome in report.outcomes:
             if outcome["state"] != "done":
-                console.print(f"  {outcome['dashboard_id']} {outcome['kind']}: {outcome['state']}: {outcome['note']}")
+                console.print(f"  {outcome['label']} {outcome['kind']}: {outcome['state']}: {outcome['note']}")
         console.print(f"notifications: {notified.as_dict()}")
     if report.failed:
         raise typer.Exit(1)
@@ -152,7 +162,7 @@ def apply_cmd(
 def warn_cmd(
     plan_id: Annotated[int, typer.Argument(help="The plan whose owners to warn (see `guardian looker plan`).")],
 ) -> None:
-    """Warn owners of the plan's inactive dashboards (recorded in the warning ledger; any mode)."""
+    """Warn owners of the plan's inactive dashboards and Looks (recorded in the warning ledger; any mode)."""
     from guardian.looker import service
 
     console.print(service.warn(_settings(), plan_id).as_dict())
@@ -160,24 +170,26 @@ def warn_cmd(
 
 @app.command("keep")
 def keep_cmd(
-    dashboard_id: Annotated[str, typer.Argument(help="The dashboard to keep (its id from the warning email).")],
+    dashboard_id: Annotated[
+        str, typer.Argument(help="What to keep, as the warning email names it: a dashboard id (12) or look:12.")
+    ],
     until: Annotated[str, typer.Option("--until", help="Keep it through this date (YYYY-MM-DD).")],
     reason: Annotated[str, typer.Option("--reason", help="Why it is still needed (kept in the audit log).")],
 ) -> None:
-    """Keep a dashboard out of the trash until a date; audited, expires on its own."""
+    """Keep a dashboard or Look out of the trash until a date; audited, expires on its own."""
     from guardian import audit
     from guardian.looker import service
 
     kept = service.keep(_settings(), dashboard_id, until=until, reason=reason, actor=audit.default_actor())
-    console.print(f"dashboard {kept.dashboard_id} kept until {kept.until:%Y-%m-%d %H:%M} UTC: {kept.reason}")
+    console.print(f"{kept.content_type} {kept.dashboard_id} kept until {kept.until:%Y-%m-%d %H:%M} UTC: {kept.reason}")
 
 
 @app.command("restore")
 def restore_cmd(
-    ids: Annotated[list[str], typer.Argument(help="Dashboard ids to restore.")],
+    ids: Annotated[list[str], typer.Argument(help="Dashboard ids (12) and Looks (look:12) to restore.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Restore dashboards: un-trash, or re-import a purged one from its backup."""
+    """Restore dashboards and Looks: un-trash, or re-create a purged one from its backup."""
     from guardian.looker import service
 
     results = service.restore(_settings(), ids)
@@ -186,7 +198,7 @@ def restore_cmd(
     else:
         for r in results:
             colour = {"failed": "red", "noop": "yellow"}.get(r.method, "green")
-            console.print(f"{r.dashboard_id}: [{colour}]{r.method}[/] {r.detail}")
+            console.print(f"{r.label}: [{colour}]{r.method}[/] {r.detail}")
             if r.not_restored:
                 console.print(f"   not restored: {', '.join(r.not_restored)}")
     if any(not r.ok for r in results):
@@ -237,14 +249,15 @@ def report_cmd(
         )
     console.print(table)
     btable = Table(title="Recent backups")
-    for col in ("dashboard", "title", "bytes", "sha256", "uri"):
+    for col in ("content", "title", "bytes", "sha256", "uri"):
         btable.add_column(col, overflow="fold")
     for b in backups:
-        btable.add_row(b.dashboard_id, b.title or "", str(b.bytes), b.sha256[:12], b.uri)
+        name = b.dashboard_id if b.content_type == "dashboard" else f"{b.content_type}:{b.dashboard_id}"
+        btable.add_row(name, b.title or "", str(b.bytes), b.sha256[:12], b.uri)
     console.print(btable)
     rtable = Table(title="Recent restores")
-    for col in ("when", "dashboard", "method", "new id", "detail"):
+    for col in ("when", "content", "method", "new id", "detail"):
         rtable.add_column(col, overflow="fold")
     for r in restores:
-        rtable.add_row(r["ts"][:19], r["dashboard_id"], r["method"], r["new_dashboard_id"] or "", r["detail"])
+        rtable.add_row(r["ts"][:19], r["label"], r["method"], r["new_dashboard_id"] or "", r["detail"])
     console.print(rtable)

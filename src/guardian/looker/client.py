@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # Creating calls: retrying one after a 5xx could create two.
-_NON_IDEMPOTENT = ("/dashboards/lookml", "/scheduled_plans", "/alerts")
+_NON_IDEMPOTENT = ("/dashboards/lookml", "/scheduled_plans", "/alerts", "/looks")
 
 
 class LookerAPIError(IntegrationError):
@@ -307,14 +307,27 @@ class LookerClient:
         return f"{user.get('display_name') or user.get('email') or '?'} (id {user.get('id')})"
 
     def search_dashboards(self, *, deleted: bool, fields: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """Pages of ``GET /dashboards/search``, sorted by id.
+        """Pages of ``GET /dashboards/search``, sorted by id (see :meth:`search_content`)."""
+        return self.search_content("dashboard", deleted=deleted, fields=fields, page_size=page_size)
+
+    def search_content(
+        self, content_type: str, *, deleted: bool, fields: str, page_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of ``search_dashboards`` or ``search_looks`` (``deleted`` lists the trash), sorted by id.
 
         Each call asks for one row more than it keeps: a short page proves the end, so the
         walk takes ceil(rows / page_size) calls (one for an empty result), never an extra
         empty call. The next page is fetched while the caller works on the current one.
+        Dashboards come as raw JSON (20,000 typed models cost more than the calls); Looks
+        through looker-sdk's typed ``search_looks``.
         """
 
         def fetch(offset: int) -> list[dict[str, Any]]:
+            if content_type == "look":
+                found = self.sdk.search_looks(
+                    deleted=deleted, fields=fields, limit=page_size + 1, offset=offset, sorts="id"
+                )
+                return [_plain(look) for look in found]
             params = {
                 "deleted": "true" if deleted else "false",
                 "fields": fields,
@@ -345,18 +358,20 @@ class LookerClient:
         return cast(list[dict[str, Any]], self._get("/dashboards", {"fields": fields} if fields else None))
 
     def content_usage(self) -> list[dict[str, Any]]:
-        """System Activity ``content_usage`` rows for dashboards (one inline query)."""
+        """System Activity ``content_usage`` rows for dashboards and Looks (one inline query)."""
         body = {
             "model": "system__activity",
             "view": "content_usage",
             "fields": [
                 "content_usage.content_id",
+                "content_usage.content_type",
                 "content_usage.last_accessed_date",
                 "content_usage.days_since_last_accessed",
                 "content_usage.schedule_total",
                 "content_usage.public_total",
             ],
-            "filters": {"content_usage.content_type": "dashboard"},
+            # Looker filter expression: a comma means OR.
+            "filters": {"content_usage.content_type": "dashboard,look"},
             "limit": "-1",
         }
         text = self.sdk.post(path="/queries/run/json", structure=str, body=body, query_params={"limit": -1})
@@ -417,6 +432,74 @@ class LookerClient:
         body = models40.WriteDashboardLookml(folder_id=folder_id, lookml=lookml)
         return _plain(self.sdk.import_dashboard_from_lookml(body=body))
 
+    # -- one interface over dashboards and Looks (the applier and restore use these) --------
+    def content(self, content_type: str, content_id: str) -> dict[str, Any] | None:
+        """The full dashboard or Look (``look``: LookWithQuery) JSON, or None when it does not exist."""
+        if content_type == "dashboard":
+            return self.dashboard(content_id)
+        try:
+            return _plain(self.sdk.look(content_id))
+        except LookerAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def set_content_deleted(self, content_type: str, content_id: str, deleted: bool) -> dict[str, Any]:
+        """Trash (``deleted: true``) or un-trash a dashboard or a Look (``update_look``)."""
+        if content_type == "dashboard":
+            return self.set_deleted(content_id, deleted)
+        return _plain(self.sdk.update_look(content_id, body=models40.WriteLookWithQuery(deleted=deleted)))
+
+    def delete_content(self, content_type: str, content_id: str) -> bool:
+        """Permanently delete a dashboard or a Look (``delete_look``); False when already gone."""
+        if content_type == "dashboard":
+            return self.delete_dashboard(content_id)
+        try:
+            self.sdk.delete_look(content_id)
+        except LookerAPIError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def scheduled_plans_for(self, content_type: str, content_id: str) -> list[dict[str, Any]]:
+        """Every user's scheduled plans of one dashboard or Look, complete (what a backup keeps)."""
+        if content_type == "dashboard":
+            return self.scheduled_plans_for_dashboard(content_id)
+        return [_plain(p) for p in self.sdk.scheduled_plans_for_look(content_id, all_users=True)]
+
+    def tiles_showing_look(self, look_id: str) -> list[dict[str, Any]]:
+        """Dashboard tiles that show a Look (``search_dashboard_elements?look_id=``)."""
+        return [
+            _plain(e) for e in self.sdk.search_dashboard_elements(look_id=look_id, fields="id,dashboard_id,look_id")
+        ]
+
+    def create_look(self, look: dict[str, Any]) -> dict[str, Any]:
+        """Re-create a Look from a backup's copy: its query (``create_query``), then ``create_look``.
+
+        Spec, create_query: queries are immutable, never deleted, and an identical query is
+        returned instead of a new one, so this finds the Look's own query again.
+        """
+        query = dict(look.get("query") or {})
+        if not query.get("model") or not query.get("view"):
+            raise LookerAPIError(
+                f"Look {look.get('id')}: the backup holds no query (model and view) to re-create it from",
+                status=None,
+                method="POST",
+                path="/queries",
+            )
+        writable = {k: v for k, v in _writable(query, _QUERY_READ_ONLY).items() if k in _QUERY_WRITABLE}
+        query_body = serialize.converter40.structure(writable, models40.WriteQuery)
+        made = _plain(self.sdk.create_query(body=query_body))
+        body = models40.WriteLookWithQuery(
+            title=look.get("title"),
+            description=look.get("description"),
+            folder_id=None if look.get("folder_id") is None else str(look["folder_id"]),
+            query_id=str(made["id"]),
+            is_run_on_load=look.get("is_run_on_load"),
+        )
+        return _plain(self.sdk.create_look(body=body))
+
     # -- exemptions and what a backup keeps: schedules and alerts ---------------------------
     def all_scheduled_plans(self) -> list[dict[str, Any]]:
         """Every user's scheduled plans in one call (``all_scheduled_plans?all_users=true``)."""
@@ -449,6 +532,17 @@ class LookerClient:
         return _plain(self.sdk.create_alert(body=body))
 
 
+_QUERY_WRITABLE = frozenset(models40.WriteQuery.__annotations__)
+_QUERY_READ_ONLY = (
+    "id",
+    "slug",
+    "share_url",
+    "expanded_share_url",
+    "url",
+    "has_table_calculations",
+    "can",
+    "client_id",
+)
 _PLAN_READ_ONLY = ("id", "created_at", "updated_at", "title", "user", "next_run_at", "last_run_at", "can")
 _ALERT_READ_ONLY = (
     "id",

@@ -76,15 +76,17 @@ class LookerSettings(Section):
         default_factory=list,
         description="Folder paths such as 'Shared/Finance' (subfolders included) never touched.",
     )
-    allow_dashboard_ids: CsvList = Field(default_factory=list, description="Dashboard ids that are never touched.")
+    allow_dashboard_ids: CsvList = Field(
+        default_factory=list, description="Dashboard ids (a Look as look:ID) that are never touched."
+    )
     allow_owners: CsvList = Field(
-        default_factory=list, description="Owner ids or emails whose dashboards are never touched."
+        default_factory=list, description="Owner ids or emails whose dashboards and Looks are never touched."
     )
     exclude_scheduled: bool = Field(
-        True, description="Skip dashboards with an enabled schedule (any user's) or an enabled alert."
+        True, description="Skip dashboards and Looks with an enabled schedule (any user's) or an enabled alert."
     )
-    exclude_favorited: bool = Field(True, description="Skip dashboards that someone marked as favorite.")
-    exclude_public: bool = Field(True, description="Skip public dashboards.")
+    exclude_favorited: bool = Field(True, description="Skip dashboards and Looks that someone marked as favorite.")
+    exclude_public: bool = Field(True, description="Skip public dashboards and Looks.")
     purge_human_trashed: bool = Field(
         False,
         description="Also purge dashboards that people (not the guardian) moved to the trash.",

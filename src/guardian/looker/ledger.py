@@ -1,5 +1,7 @@
 """The ledgers the policy reads across plans: warnings delivered, owners' keeps, guardian trashes.
 
+Every ledger is keyed by (content type, id): a dashboard and a Look are kept apart.
+
 * Warnings: one row per dashboard per warning the guardian delivered (to the owner, or the
   team address when the owner is gone, disabled or has no email). A dashboard may be trashed
   only once a warning is at least ``warning_days`` old and newer than its last access.
@@ -20,7 +22,7 @@ from sqlalchemy import insert, select
 
 from guardian import audit
 from guardian.errors import ValidationFailed
-from guardian.looker.policy import parse_ts
+from guardian.looker.policy import Ref, parse_ref, parse_ts
 from guardian.looker.tables import looker_actions, looker_keeps, looker_plans, looker_warnings
 from guardian.store import Store
 
@@ -49,59 +51,70 @@ class Keep:
     until: datetime
     reason: str
     actor: str
+    content_type: str = "dashboard"
+
+    @property
+    def ref(self) -> Ref:
+        """(content type, id)."""
+        return (self.content_type, self.dashboard_id)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {**self.__dict__, "created_at": self.created_at.isoformat(), "until": self.until.isoformat()}
 
 
-def latest_warnings(store: Store, instance: str) -> dict[str, datetime]:
-    """dashboard id -> when the guardian last delivered a warning about it."""
+def latest_warnings(store: Store, instance: str) -> dict[Ref, datetime]:
+    """(content type, id) -> when the guardian last delivered a warning about it."""
     with store.read() as conn:
         rows = conn.execute(
-            select(looker_warnings.c.dashboard_id, looker_warnings.c.warned_at).where(
+            select(looker_warnings.c.content_type, looker_warnings.c.dashboard_id, looker_warnings.c.warned_at).where(
                 looker_warnings.c.instance == instance
             )
         ).all()
-    out: dict[str, datetime] = {}
+    out: dict[Ref, datetime] = {}
     for row in rows:
         when = _utc(row.warned_at)
-        if row.dashboard_id not in out or when > out[row.dashboard_id]:
-            out[row.dashboard_id] = when
+        ref = (str(row.content_type), str(row.dashboard_id))
+        if ref not in out or when > out[ref]:
+            out[ref] = when
     return out
 
 
 def record_warnings(
     conn: Connection,
     instance: str,
-    dashboards: Iterable[tuple[str, datetime | None]],
+    dashboards: Iterable[tuple[Ref | str, datetime | None]],
     *,
     address: str,
     warned_at: datetime,
     plan_id: int | None,
 ) -> None:
-    """Write one ledger row per (dashboard id, last access) warned, inside the caller's transaction."""
+    """Write one ledger row per (ref, last access) warned, inside the caller's transaction.
+
+    A bare id is a dashboard.
+    """
     rows = [
         {
             "instance": instance,
-            "dashboard_id": dashboard_id,
+            "content_type": "dashboard" if isinstance(ref, str) else ref[0],
+            "dashboard_id": ref if isinstance(ref, str) else ref[1],
             "warned_at": warned_at,
             "address": address[:300],
             "last_access": last_access,
             "plan_id": plan_id,
         }
-        for dashboard_id, last_access in dashboards
+        for ref, last_access in dashboards
     ]
     if rows:
         conn.execute(insert(looker_warnings), rows)
 
 
-def active_keeps(store: Store, instance: str, now: datetime) -> dict[str, tuple[datetime, str]]:
-    """dashboard id -> (until, reason) of its longest unexpired keep."""
-    out: dict[str, tuple[datetime, str]] = {}
+def active_keeps(store: Store, instance: str, now: datetime) -> dict[Ref, tuple[datetime, str]]:
+    """(content type, id) -> (until, reason) of its longest unexpired keep."""
+    out: dict[Ref, tuple[datetime, str]] = {}
     for keep in list_keeps(store, instance):
-        if keep.until > now and (keep.dashboard_id not in out or keep.until > out[keep.dashboard_id][0]):
-            out[keep.dashboard_id] = (keep.until, keep.reason)
+        if keep.until > now and (keep.ref not in out or keep.until > out[keep.ref][0]):
+            out[keep.ref] = (keep.until, keep.reason)
     return out
 
 
@@ -113,7 +126,17 @@ def list_keeps(store: Store, instance: str | None = None, limit: int = 1000) -> 
     with store.read() as conn:
         rows = conn.execute(query).all()
     return [
-        Keep(int(r.id), r.instance, r.dashboard_id, _utc(r.created_at), _utc(r.until), r.reason, r.actor) for r in rows
+        Keep(
+            int(r.id),
+            r.instance,
+            r.dashboard_id,
+            _utc(r.created_at),
+            _utc(r.until),
+            r.reason,
+            r.actor,
+            str(r.content_type),
+        )
+        for r in rows
     ]
 
 
@@ -145,11 +168,14 @@ def keep(
     actor: str,
     now: datetime | None = None,
 ) -> Keep:
-    """Keep a dashboard out of the trash until a date (audited); refuses past dates and over-long keeps."""
+    """Keep a dashboard (``12``) or a Look (``look:12``) out of the trash until a date (audited).
+
+    Refuses past dates and over-long keeps.
+    """
     now = now or datetime.now(UTC)
-    dashboard_id = str(dashboard_id).strip()
-    if not dashboard_id:
+    if not str(dashboard_id).strip():
         raise ValidationFailed("dashboard id is empty; pass the id shown in the warning email")
+    content_type, dashboard_id = parse_ref(str(dashboard_id))
     end = parse_until(until)
     if end <= now:
         raise ValidationFailed(f"--until {until} is not in the future; pick a later date")
@@ -166,6 +192,7 @@ def keep(
         inserted = conn.execute(
             insert(looker_keeps).values(
                 instance=instance,
+                content_type=content_type,
                 dashboard_id=dashboard_id,
                 created_at=now,
                 until=end,
@@ -178,20 +205,25 @@ def keep(
             conn,
             actor=actor,
             action="looker.keep",
-            target=f"looker:{instance}/dashboard/{dashboard_id}",
+            target=f"looker:{instance}/{content_type}/{dashboard_id}",
             before=None,
             after={"until": end.isoformat(), "reason": reason[:500]},
             outcome="ok",
             context=audit.current_context(),
         )
-    return Keep(int(inserted[0]), instance, dashboard_id, now, end, reason[:500], actor[:200])
+    return Keep(int(inserted[0]), instance, dashboard_id, now, end, reason[:500], actor[:200], content_type)
 
 
-def guardian_trashes(store: Store, instance: str) -> dict[str, datetime]:
-    """dashboard id -> ``deleted_at`` of the newest trash the guardian made and recorded."""
+def guardian_trashes(store: Store, instance: str) -> dict[Ref, datetime]:
+    """(content type, id) -> ``deleted_at`` of the newest trash the guardian made and recorded."""
     with store.read() as conn:
         rows = conn.execute(
-            select(looker_actions.c.dashboard_id, looker_actions.c.after, looker_actions.c.updated_at)
+            select(
+                looker_actions.c.content_type,
+                looker_actions.c.dashboard_id,
+                looker_actions.c.after,
+                looker_actions.c.updated_at,
+            )
             .join(looker_plans, looker_plans.c.id == looker_actions.c.plan_id)
             .where(
                 looker_plans.c.instance == instance,
@@ -201,9 +233,9 @@ def guardian_trashes(store: Store, instance: str) -> dict[str, datetime]:
             )
             .order_by(looker_actions.c.updated_at)
         ).all()
-    out: dict[str, datetime] = {}
+    out: dict[Ref, datetime] = {}
     for row in rows:
         deleted_at = parse_ts((row.after or {}).get("deleted_at")) if isinstance(row.after, dict) else None
         if deleted_at is not None:
-            out[row.dashboard_id] = deleted_at
+            out[(str(row.content_type), str(row.dashboard_id))] = deleted_at
     return out

@@ -4,7 +4,8 @@ Sent through :mod:`guardian.notify` only when email / Slack are configured. Warn
 every run whatever the mode (and before any apply, so a refused or failed apply still warns):
 each warned dashboard gets a row in the warning ledger, which is what later allows its trash.
 A dashboard already warned since its last access is not warned again. An owner who is gone,
-disabled or has no email is replaced by the team address. Trash notices go once per plan (the
+disabled or has no email is replaced by the team address. Messages list an owner's Looks
+apart from their dashboards, each named as the CLI takes it (``12``, ``look:12``). Trash notices go once per plan (the
 ``owner_notified`` flag), and the plan's ``notified_at`` does the same for the team summary.
 """
 
@@ -48,22 +49,40 @@ class NotifyReport:
 
 
 def restore_hint(dashboard_ids: list[str]) -> str:
-    """How to get dashboards back, for messages."""
+    """How to get dashboards and Looks (``look:12``) back, for messages."""
     ids = " ".join(dashboard_ids)
     return (
         f"To restore: `guardian looker restore {ids}`, or trigger the Airflow DAG looker_dashboard_restore "
-        f'with {{"dashboard_ids": "{",".join(dashboard_ids)}"}}. Opening a dashboard before it is trashed keeps it.'
+        f'with {{"dashboard_ids": "{",".join(dashboard_ids)}"}}. Opening a dashboard or Look before it is trashed '
+        "keeps it."
     )
 
 
 def _owner_lines(actions: list[Action]) -> str:
-    return "\n".join(
-        f"- [{a.dashboard_id}] {a.title} (folder {a.folder_name or a.folder_id}): {a.reason}" for a in actions
-    )
+    sections = []
+    for content_type, heading in (("dashboard", "Dashboards"), ("look", "Looks")):
+        items = [a for a in actions if a.content_type == content_type]
+        if items:
+            lines = "\n".join(
+                f"- [{a.label}] {a.title} (folder {a.folder_name or a.folder_id}): {a.reason}" for a in items
+            )
+            sections.append(f"{heading}:\n{lines}")
+    return "\n\n".join(sections)
+
+
+def _what(actions: list[Action]) -> str:
+    """ "3 of your Looker dashboards", "2 of your Looker dashboards and 1 Look", "1 of your Looker Looks"."""
+    dashboards = sum(1 for a in actions if a.content_type == "dashboard")
+    looks = len(actions) - dashboards
+    if not looks:
+        return f"{dashboards} of your Looker dashboards"
+    if not dashboards:
+        return f"{looks} of your Looker Looks"
+    return f"{dashboards} of your Looker dashboards and {looks} Look{'s' if looks > 1 else ''}"
 
 
 def keep_hint(settings: Settings, dashboard_id: str) -> str:
-    """How an owner keeps a dashboard, for messages."""
+    """How an owner keeps a dashboard (``12``) or Look (``look:12``), for messages."""
     link = f"{settings.notify.ui_base_url.rstrip('/')}/guardian/looker"
     return (
         f"`guardian looker keep {dashboard_id} --until YYYY-MM-DD --reason TEXT` "
@@ -73,14 +92,16 @@ def keep_hint(settings: Settings, dashboard_id: str) -> str:
 
 def warning_email(settings: Settings, owner: str, actions: list[Action]) -> tuple[str, str]:
     """Subject and text of an owner's warning."""
-    subject = f"[guardian] {len(actions)} of your Looker dashboards will be moved to the trash soon"
-    first = actions[0].dashboard_id if actions else "ID"
+    subject = f"[guardian] {_what(actions)} will be moved to the trash soon"
+    first = actions[0].label if actions else "ID"
     text = (
-        f"Hello {owner},\n\nThese dashboards on Looker ({settings.looker.instance_name}) have not been opened for a "
-        f"while. Each is moved to the trash once it reaches {settings.looker.soft_delete_days} days without access, "
-        f"and never sooner than {settings.looker.warning_days} days after this email:\n\n{_owner_lines(actions)}\n\n"
-        f"To keep one: open it, or {keep_hint(settings, first)}. A dashboard with an enabled schedule or alert is "
-        f"never trashed. Trashed dashboards can be restored; they are permanently deleted after "
+        f"Hello {owner},\n\nThese dashboards and Looks on Looker ({settings.looker.instance_name}) have not been "
+        f"opened for a while. Each is moved to the trash once it reaches {settings.looker.soft_delete_days} days "
+        f"without access, and never sooner than {settings.looker.warning_days} days after this email:\n\n"
+        f"{_owner_lines(actions)}\n\n"
+        f"To keep one: open it, or {keep_hint(settings, first)} (a Look is named look:ID). A dashboard or Look with "
+        "an enabled schedule or alert is never trashed, nor a Look shown on a dashboard. Trashed content can be "
+        "restored; it is permanently deleted after "
         f"{settings.looker.purge_days} more days in the trash (a backup is kept).\n"
     )
     return subject, text
@@ -88,11 +109,11 @@ def warning_email(settings: Settings, owner: str, actions: list[Action]) -> tupl
 
 def trashed_email(settings: Settings, owner: str, actions: list[Action]) -> tuple[str, str]:
     """Subject and text of an owner's trash notice."""
-    subject = f"[guardian] {len(actions)} of your Looker dashboards were moved to the trash"
+    subject = f"[guardian] {_what(actions)} were moved to the trash"
     text = (
-        f"Hello {owner},\n\nThese dashboards on Looker ({settings.looker.instance_name}) were moved to the trash "
-        f"(a backup of each is kept):\n\n{_owner_lines(actions)}\n\n"
-        f"{restore_hint([a.dashboard_id for a in actions])}\nThey are permanently deleted after "
+        f"Hello {owner},\n\nThese dashboards and Looks on Looker ({settings.looker.instance_name}) were moved to "
+        f"the trash (a backup of each is kept):\n\n{_owner_lines(actions)}\n\n"
+        f"{restore_hint([a.label for a in actions])}\nThey are permanently deleted after "
         f"{settings.looker.purge_days} days in the trash.\n"
     )
     return subject, text
@@ -110,7 +131,7 @@ def summary_text(settings: Settings, plan: Plan, actions: list[Action], backup_b
         f"inventory {plan.inventory_size} live, {plan.trash_size} in trash; plan counts {plan.counts}",
         "actions: " + ", ".join(f"{k}/{s}={n}" for (k, s), n in sorted(by.items())),
         f"backups written: {backup_bytes} bytes",
-        f"failures: {len(failed)}" + "".join(f"\n  - {a.dashboard_id}: {a.outcome}" for a in failed[:20]),
+        f"failures: {len(failed)}" + "".join(f"\n  - {a.label}: {a.outcome}" for a in failed[:20]),
         f"plan: {link}",
     ]
     return "\n".join(lines)
@@ -145,7 +166,7 @@ def send_notifications(
         report.trashed_owners += 1
     for a in trashed:
         if not any(a in items for _, items in recipients.values()):
-            report.skipped.append(f"owner {a.owner_id or '?'} of {a.dashboard_id} has no address and no team address")
+            report.skipped.append(f"owner {a.owner_id or '?'} of {a.label} has no address and no team address")
     plan = require_plan(store, plan_id)
     applied_since = plan.last_applied_at is not None and (
         plan.notified_at is None or plan.last_applied_at > plan.notified_at
@@ -207,7 +228,7 @@ def send_warnings(
     due = [
         a
         for a in list_actions(store, plan_id, kinds=["warn"])
-        if not (a.dashboard_id in ledger and (a.last_access is None or ledger[a.dashboard_id] > a.last_access))
+        if not (a.ref in ledger and (a.last_access is None or ledger[a.ref] > a.last_access))
     ]
     if not due:
         return report
@@ -226,7 +247,7 @@ def send_warnings(
             record_warnings(
                 conn,
                 instance,
-                [(a.dashboard_id, a.last_access) for a in items],
+                [(a.ref, a.last_access) for a in items],
                 address=address,
                 warned_at=now,
                 plan_id=plan_id,
@@ -242,14 +263,14 @@ def send_warnings(
                 action="looker.notify.warn",
                 target=instance_target(settings),
                 before=None,
-                after={"to": address, "dashboards": [a.dashboard_id for a in items], "warned_at": now.isoformat()},
+                after={"to": address, "dashboards": [a.label for a in items], "warned_at": now.isoformat()},
                 outcome="ok",
                 context=audit.current_context(),
             )
         report.warned_owners += 1
     for a in due:
         if not any(a in items for _, items in recipients.values()):
-            report.skipped.append(f"owner {a.owner_id or '?'} of {a.dashboard_id} has no address and no team address")
+            report.skipped.append(f"owner {a.owner_id or '?'} of {a.label} has no address and no team address")
     return report
 
 
@@ -287,7 +308,7 @@ def _mark_notified(settings: Settings, store: Store, items: list[Action], addres
             action=f"looker.notify.{kind}",
             target=instance_target(settings),
             before=None,
-            after={"to": address, "dashboards": [a.dashboard_id for a in items]},
+            after={"to": address, "dashboards": [a.label for a in items]},
             outcome="ok",
             context=audit.current_context(),
         )

@@ -1,11 +1,16 @@
 """Inventory and plan: one pass over the instance, one persisted plan with a content hash.
 
-Inventory calls (the login aside): the dashboard search, paged, for live dashboards and for
-trashed ones; one System Activity ``content_usage`` inline query; every user's scheduled
+Dashboards and Looks are planned together, by the same policy, into the same plan (each
+action carries its ``content_type``). Inventory calls (the login aside): the dashboard search
+and the Look search (``search_looks``), each paged, for live content and for the trash; one
+System Activity ``content_usage`` inline query (dashboards and Looks); every user's scheduled
 plans in one call (``all_scheduled_plans?all_users=true``); every owner's alerts
 (``search_alerts?all_owners=true``, paged, one call for up to a page of alerts); ``GET
 /user`` (who the guardian is, to recognise what it trashed); and ``GET /folders`` only when
-protected folders are configured. The warning ledger, keeps and the guardian's own trashes
+protected folders are configured. Which Looks are shown on a dashboard comes from the
+dashboard search itself (``dashboard_elements(id,look_id)``), at no extra call. So a plan takes
+at most ceil(D/page) + ceil(L/page) + 6 calls for D dashboards and L Looks (+1 with protected
+folders; +1 per extra 1,000 alerts). The warning ledger, keeps and the guardian's own trashes
 come from the store. The plan stores one action row per dashboard that is warned, trashed, purged
 or excluded (with the reason); kept dashboards are only counted.
 
@@ -28,7 +33,17 @@ from sqlalchemy import insert, select, update
 from guardian import audit
 from guardian.errors import ValidationFailed
 from guardian.looker.ledger import TRASHED_BEFORE_INTERRUPTION, active_keeps, guardian_trashes, latest_warnings
-from guardian.looker.policy import Context, DashboardFacts, Decision, Policy, decide, folder_chain
+from guardian.looker.policy import (
+    CONTENT_TYPES,
+    ContentFacts,
+    Context,
+    Decision,
+    Policy,
+    Ref,
+    decide,
+    folder_chain,
+    label,
+)
 from guardian.looker.tables import looker_actions, looker_plans
 from guardian.store import Store
 
@@ -38,7 +53,11 @@ if TYPE_CHECKING:
 
 SEARCH_FIELDS = (
     "id,title,user_id,user_name,folder_id,folder(id,name),created_at,updated_at,"
-    "last_accessed_at,last_viewed_at,favorite_count,deleted,deleted_at,deleter_id,dashboard_elements(id)"
+    "last_accessed_at,last_viewed_at,favorite_count,deleted,deleted_at,deleter_id,dashboard_elements(id,look_id)"
+)
+LOOK_FIELDS = (
+    "id,title,user_id,user_name,folder_id,folder(id,name),created_at,updated_at,last_accessed_at,"
+    "last_viewed_at,favorite_count,public,deleted,deleted_at,deleter_id,query_id"
 )
 ACTION_KINDS = ("soft_delete", "purge")
 # parked: its backup could not be made; the plan goes on and the next plan tries again.
@@ -49,8 +68,8 @@ FINAL_STATES = ("done", "noop", "skipped", "parked")
 class Inventory:
     """Everything the policy reads, fetched in a bounded number of calls."""
 
-    live: list[DashboardFacts]
-    trashed: list[DashboardFacts]
+    live: list[ContentFacts]
+    trashed: list[ContentFacts]
     context: Context
     api_calls: int
 
@@ -86,7 +105,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Action:
-    """One dashboard in a plan (a row of ``looker_actions``)."""
+    """One dashboard or Look in a plan (a row of ``looker_actions``; ``dashboard_id`` is the content's id)."""
 
     id: int
     plan_id: int
@@ -109,6 +128,17 @@ class Action:
     attempts: int
     updated_at: datetime
     owner_notified: bool
+    content_type: str = "dashboard"
+
+    @property
+    def ref(self) -> Ref:
+        """(content type, id)."""
+        return (self.content_type, self.dashboard_id)
+
+    @property
+    def label(self) -> str:
+        """``12`` for a dashboard, ``look:12`` for a Look."""
+        return label(self.content_type, self.dashboard_id)
 
     @property
     def trashed_by_guardian(self) -> bool:
@@ -131,24 +161,27 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def instance_target(settings: Settings, dashboard_id: str | None = None) -> str:
-    """Audit target of the instance or of one dashboard."""
+def instance_target(settings: Settings, dashboard_id: str | None = None, content_type: str = "dashboard") -> str:
+    """Audit target of the instance or of one dashboard (``.../dashboard/ID``) or Look (``.../look/ID``)."""
     base = f"looker:{settings.looker.instance_name}"
-    return f"{base}/dashboard/{dashboard_id}" if dashboard_id else base
+    return f"{base}/{content_type}/{dashboard_id}" if dashboard_id else base
 
 
-def guardian_trashed_ids(store: Store, instance: str) -> frozenset[str]:
-    """Dashboards whose latest guardian trash is recorded with its ``deleted_at``."""
-    return frozenset(guardian_trashes(store, instance))
+def guardian_trashed_ids(store: Store, instance: str, content_type: str = "dashboard") -> frozenset[str]:
+    """Ids of the dashboards (or Looks) whose latest guardian trash is recorded with its ``deleted_at``."""
+    return frozenset(i for t, i in guardian_trashes(store, instance) if t == content_type)
 
 
-def exemption_counts(client: LookerClient, element_dashboard: dict[str, str]) -> tuple[dict[str, int], dict[str, int]]:
-    """Enabled scheduled plans per dashboard and enabled alerts per dashboard (two calls)."""
-    schedules: dict[str, int] = {}
+def exemption_counts(client: LookerClient, element_dashboard: dict[str, str]) -> tuple[dict[Ref, int], dict[str, int]]:
+    """Enabled scheduled plans per dashboard or Look, and enabled alerts per dashboard (two calls)."""
+    schedules: dict[Ref, int] = {}
     for plan in client.all_scheduled_plans():
-        if plan.get("enabled") and plan.get("dashboard_id") is not None:
-            key = str(plan["dashboard_id"])
-            schedules[key] = schedules.get(key, 0) + 1
+        if not plan.get("enabled"):
+            continue
+        for content_type in CONTENT_TYPES:
+            if plan.get(f"{content_type}_id") is not None:
+                key = (content_type, str(plan[f"{content_type}_id"]))
+                schedules[key] = schedules.get(key, 0) + 1
     alerts: dict[str, int] = {}
     for alert in client.all_alerts():
         dashboard = element_dashboard.get(str(alert.get("dashboard_element_id")))
@@ -160,30 +193,46 @@ def exemption_counts(client: LookerClient, element_dashboard: dict[str, str]) ->
 def collect_inventory(
     settings: Settings, client: LookerClient, store: Store, *, now: datetime | None = None
 ) -> Inventory:
-    """Fetch live and trashed dashboards, System Activity usage and (if needed) folders."""
+    """Fetch live and trashed dashboards and Looks, System Activity usage and (if needed) folders."""
     policy = Policy.from_settings(settings.looker)
     before = client.calls["total"] - client.calls["POST /login"]
     page = settings.looker.page_size
-    usage = {str(row.get("content_usage.content_id")): row for row in client.content_usage()}
-    live_rows = [
-        row for rows in client.search_dashboards(deleted=False, fields=SEARCH_FIELDS, page_size=page) for row in rows
-    ]
-    trashed_rows = [
-        row for rows in client.search_dashboards(deleted=True, fields=SEARCH_FIELDS, page_size=page) for row in rows
-    ]
-    element_dashboard = {
-        str(element["id"]): str(row["id"])
-        for row in live_rows + trashed_rows
-        for element in row.get("dashboard_elements") or []
+    usage = {
+        (str(row.get("content_usage.content_type") or "dashboard"), str(row.get("content_usage.content_id"))): row
+        for row in client.content_usage()
     }
+
+    def search(content_type: str, deleted: bool) -> list[dict[str, Any]]:
+        fields = SEARCH_FIELDS if content_type == "dashboard" else LOOK_FIELDS
+        pages = client.search_content(content_type, deleted=deleted, fields=fields, page_size=page)
+        return [row for rows in pages for row in rows]
+
+    live_rows, trashed_rows = search("dashboard", False), search("dashboard", True)
+    live_looks, trashed_looks = search("look", False), search("look", True)
+    element_dashboard: dict[str, str] = {}
+    # A Look on any dashboard's tile, even a trashed dashboard's, is in use: its restore needs the Look.
+    tiles_per_look: dict[str, int] = {}
+    for row in live_rows + trashed_rows:
+        for element in row.get("dashboard_elements") or []:
+            element_dashboard[str(element["id"])] = str(row["id"])
+            if element.get("look_id") is not None:
+                look_id = str(element["look_id"])
+                tiles_per_look[look_id] = tiles_per_look.get(look_id, 0) + 1
     schedules, alerts = exemption_counts(client, element_dashboard)
 
-    def facts(row: dict[str, Any]) -> DashboardFacts:
+    def facts(row: dict[str, Any], content_type: str = "dashboard") -> ContentFacts:
         key = str(row["id"])
-        return DashboardFacts.from_api(row, usage.get(key), schedules=schedules.get(key, 0), alerts=alerts.get(key, 0))
+        return ContentFacts.from_api(
+            row,
+            usage.get((content_type, key)),
+            schedules=schedules.get((content_type, key), 0),
+            alerts=alerts.get(key, 0) if content_type == "dashboard" else 0,
+            content_type=content_type,
+            dashboards_using=tiles_per_look.get(key, 0) if content_type == "look" else 0,
+        )
 
-    live = [facts(row) for row in live_rows]
-    trashed = [facts(row) for row in trashed_rows]
+    live = [facts(row) for row in live_rows] + [facts(row, "look") for row in live_looks]
+    trashed = [facts(row) for row in trashed_rows] + [facts(row, "look") for row in trashed_looks]
     chains = folder_chain(client.folders()) if policy.needs_folders else {}
     me = client.me_user()
     emails: dict[str, str] = {}
@@ -206,13 +255,17 @@ def collect_inventory(
 
 
 def content_hash(instance: str, policy: dict[str, Any], actions: Iterable[tuple[str, str, str]]) -> str:
-    """SHA-256 over the instance, the policy and every (dashboard, kind, reason) in order."""
+    """SHA-256 over the instance, the policy and every (label, kind, reason) in order.
+
+    The label of a dashboard is its bare id, so plans made before Looks still verify.
+    """
     body = {"instance": instance, "policy": policy, "actions": [list(a) for a in actions]}
     return hashlib.sha256(audit.canonical_json(body).encode("utf-8")).hexdigest()
 
 
-def _order(facts: DashboardFacts) -> tuple[int, str]:
-    return (0, facts.id.zfill(12)) if facts.id.isdigit() else (1, facts.id)
+def _order(facts: ContentFacts) -> tuple[int, int, str]:
+    rank = CONTENT_TYPES.index(facts.content_type)
+    return (rank, 0, facts.id.zfill(12)) if facts.id.isdigit() else (rank, 1, facts.id)
 
 
 def make_plan(
@@ -223,19 +276,25 @@ def make_plan(
     now: datetime | None = None,
     actor: str | None = None,
 ) -> Plan:
-    """Inventory the instance, decide every dashboard, persist and audit the plan."""
+    """Inventory the instance, decide every dashboard and Look, persist and audit the plan."""
     started = time.monotonic()
     inv = collect_inventory(settings, client, store, now=now)
     policy = Policy.from_settings(settings.looker)
-    decided: list[tuple[DashboardFacts, Decision]] = [
+    decided: list[tuple[ContentFacts, Decision]] = [
         (facts, decide(facts, policy, inv.context)) for facts in sorted(inv.live + inv.trashed, key=_order)
     ]
     counts: Counter[str] = Counter(decision.kind for _, decision in decided)
-    counts["live"] = len(inv.live)
-    counts["trashed"] = len(inv.trashed)
+    # "live" / "trashed" count dashboards (as before Looks); Looks have their own counts.
+    counts["live"] = sum(1 for f in inv.live if f.content_type == "dashboard")
+    counts["trashed"] = sum(1 for f in inv.trashed if f.content_type == "dashboard")
+    counts["looks_live"] = len(inv.live) - counts["live"]
+    counts["looks_trashed"] = len(inv.trashed) - counts["trashed"]
+    for facts, decision in decided:
+        if facts.content_type == "look" and decision.kind != "keep":
+            counts[f"looks_{decision.kind}"] += 1
     rows = [(f, d) for f, d in decided if d.kind != "keep"]
     policy_json = policy.to_json()
-    digest = content_hash(settings.looker.instance_name, policy_json, ((f.id, d.kind, d.reason) for f, d in rows))
+    digest = content_hash(settings.looker.instance_name, policy_json, ((f.label, d.kind, d.reason) for f, d in rows))
     created = inv.context.now
     actor = actor or audit.default_actor()
     with store.write() as conn:
@@ -263,6 +322,7 @@ def make_plan(
                     {
                         "plan_id": plan_id,
                         "seq": seq,
+                        "content_type": facts.content_type,
                         "dashboard_id": facts.id,
                         "kind": decision.kind,
                         "reason": decision.reason[:500],
@@ -341,6 +401,7 @@ def _action(row: Any) -> Action:
         attempts=int(row.attempts),
         updated_at=_utc(row.updated_at),
         owner_notified=bool(row.owner_notified),
+        content_type=str(row.content_type),
     )
 
 
@@ -398,7 +459,7 @@ def get_action(store: Store, action_id: int) -> Action:
 def verify_plan_hash(store: Store, plan: Plan) -> bool:
     """True when the stored actions still hash to the plan's content hash."""
     actions = list_actions(store, plan.id)
-    digest = content_hash(plan.instance, plan.policy, ((a.dashboard_id, a.kind, a.reason) for a in actions))
+    digest = content_hash(plan.instance, plan.policy, ((a.label, a.kind, a.reason) for a in actions))
     return digest == plan.content_hash
 
 

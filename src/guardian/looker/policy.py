@@ -1,4 +1,9 @@
-"""The lifecycle policy: pure functions from a dashboard's facts to warn / trash / purge / skip.
+"""The lifecycle policy: pure functions from a dashboard's or Look's facts to warn / trash / purge / skip.
+
+Dashboards and Looks go through the same policy; a Look is content of type ``look`` (Looker
+numbers Looks and dashboards separately, so content is named by ``(content_type, id)``, and
+by the label ``look:ID`` for a Look, the bare ``ID`` for a dashboard). A Look shown on any
+dashboard tile is in use whatever its own usage, as in Looker's own unused-content cleanup.
 
 A user-defined dashboard is inactive when its last access is more than ``soft_delete_days``
 ago. Last access is the newest of every signal: System Activity
@@ -21,9 +26,35 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+from guardian.errors import ValidationFailed
 from guardian.looker.config import LookerSettings
 
 Kind = Literal["keep", "warn", "soft_delete", "purge", "skip"]
+ContentType = Literal["dashboard", "look"]
+CONTENT_TYPES: tuple[str, ...] = ("dashboard", "look")
+Ref = tuple[str, str]
+"""(content type, Looker id): what the ledgers and the guardian's records are keyed by."""
+
+
+def label(content_type: str, content_id: str) -> str:
+    """How a person names content: ``12`` for dashboard 12, ``look:12`` for Look 12."""
+    return str(content_id) if content_type == "dashboard" else f"{content_type}:{content_id}"
+
+
+def parse_ref(text: str) -> Ref:
+    """``look:12`` -> ("look", "12"); ``dashboard:12`` or ``12`` -> ("dashboard", "12")."""
+    value = str(text).strip()
+    for content_type in CONTENT_TYPES:
+        prefix = f"{content_type}:"
+        # LookML dashboard ids contain "::" (model::name); those are dashboard ids, not prefixes.
+        if value.lower().startswith(prefix) and not value[len(prefix) :].startswith(":"):
+            value = value[len(prefix) :].strip()
+            if not value:
+                break
+            return content_type, value
+    if not value or value.lower() in CONTENT_TYPES:
+        raise ValidationFailed(f"{text!r} names no content; pass a dashboard id (12) or a Look as look:12")
+    return "dashboard", value
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -42,8 +73,8 @@ def parse_ts(value: Any) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class DashboardFacts:
-    """What the policy knows about one dashboard (from the search and System Activity)."""
+class ContentFacts:
+    """What the policy knows about one dashboard or Look (from the search and System Activity)."""
 
     id: str
     title: str = ""
@@ -66,6 +97,21 @@ class DashboardFacts:
     deleted: bool = False
     deleted_at: datetime | None = None
     deleter_id: str | None = None
+    content_type: str = "dashboard"
+    dashboards_using: int = 0
+    """Looks: dashboard tiles that show it (``dashboard_elements[].look_id``)."""
+    public: bool = False
+    """Looks: the public URL is on (``Look.public``)."""
+
+    @property
+    def ref(self) -> Ref:
+        """(content type, id)."""
+        return (self.content_type, self.id)
+
+    @property
+    def label(self) -> str:
+        """``12`` or ``look:12``."""
+        return label(self.content_type, self.id)
 
     @classmethod
     def from_api(
@@ -75,8 +121,10 @@ class DashboardFacts:
         *,
         schedules: int = 0,
         alerts: int = 0,
-    ) -> DashboardFacts:
-        """Facts from a ``Dashboard`` JSON object, its ``content_usage`` row, schedules and alerts."""
+        content_type: str = "dashboard",
+        dashboards_using: int = 0,
+    ) -> ContentFacts:
+        """Facts from a ``Dashboard`` or ``Look`` JSON object, its ``content_usage`` row, schedules and alerts."""
         usage = usage or {}
         folder = row.get("folder") or {}
         return cls(
@@ -99,6 +147,9 @@ class DashboardFacts:
             deleted=bool(row.get("deleted")),
             deleted_at=parse_ts(row.get("deleted_at")),
             deleter_id=None if row.get("deleter_id") is None else str(row["deleter_id"]),
+            content_type=content_type,
+            dashboards_using=dashboards_using,
+            public=bool(row.get("public")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -110,7 +161,7 @@ class DashboardFacts:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DashboardFacts:
+    def from_json(cls, data: Mapping[str, Any]) -> ContentFacts:
         """Inverse of :meth:`to_json`."""
         values = dict(data)
         for name in ("created_at", "updated_at", "last_accessed_at", "last_viewed_at", "usage_last_accessed"):
@@ -134,6 +185,10 @@ class DashboardFacts:
             return None, "unknown"
         # max() keeps the first of equal values, so System Activity names a tie.
         return max(signals, key=lambda pair: pair[0])
+
+
+DashboardFacts = ContentFacts
+"""The name the facts had before Looks (kept for callers and stored snapshots' readers)."""
 
 
 @dataclass(frozen=True)
@@ -186,14 +241,14 @@ class Context:
     now: datetime
     folder_chain: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     """folder id -> ((id, path), ...) from the folder itself up to its root."""
-    guardian_trashes: Mapping[str, datetime] = field(default_factory=dict)
-    """dashboard id -> the ``deleted_at`` of the trash the guardian made (and nobody undid)."""
+    guardian_trashes: Mapping[Ref, datetime] = field(default_factory=dict)
+    """(content type, id) -> the ``deleted_at`` of the trash the guardian made (and nobody undid)."""
     guardian_user_id: str | None = None
     owner_emails: Mapping[str, str] = field(default_factory=dict)
-    warnings: Mapping[str, datetime] = field(default_factory=dict)
-    """dashboard id -> when the guardian last delivered a warning about it (the ledger)."""
-    keeps: Mapping[str, tuple[datetime, str]] = field(default_factory=dict)
-    """dashboard id -> (until, reason) of the owner's unexpired keep."""
+    warnings: Mapping[Ref, datetime] = field(default_factory=dict)
+    """(content type, id) -> when the guardian last delivered a warning about it (the ledger)."""
+    keeps: Mapping[Ref, tuple[datetime, str]] = field(default_factory=dict)
+    """(content type, id) -> (until, reason) of the owner's unexpired keep."""
 
 
 @dataclass(frozen=True)
@@ -234,8 +289,8 @@ def folder_chain(folders: Sequence[Mapping[str, Any]]) -> dict[str, tuple[tuple[
     return chains
 
 
-def _protection(facts: DashboardFacts, policy: Policy, ctx: Context) -> str | None:
-    if "::" in facts.id:
+def _protection(facts: ContentFacts, policy: Policy, ctx: Context) -> str | None:
+    if facts.content_type == "dashboard" and "::" in facts.id:
         return "LookML dashboard: defined in a LookML project, cannot be trashed"
     if policy.needs_folders and facts.folder_id:
         chain = ctx.folder_chain.get(facts.folder_id, ())
@@ -244,22 +299,25 @@ def _protection(facts: DashboardFacts, policy: Policy, ctx: Context) -> str | No
                 return f"in protected folder {path or folder_id} (id {folder_id})"
             if path in policy.protected_folder_paths:
                 return f"in protected folder {path}"
-    if facts.id in policy.allow_dashboard_ids:
-        return "dashboard id is allow-listed"
+    if facts.label in policy.allow_dashboard_ids:
+        return f"{facts.content_type} id is allow-listed"
     owner_email = ctx.owner_emails.get(facts.user_id or "")
     if facts.user_id in policy.allow_owners or (owner_email and owner_email in policy.allow_owners):
         return f"owner {owner_email or facts.user_id} is allow-listed"
     return None
 
 
-def _keep(facts: DashboardFacts, ctx: Context) -> str | None:
-    keep = ctx.keeps.get(facts.id)
+def _keep(facts: ContentFacts, ctx: Context) -> str | None:
+    keep = ctx.keeps.get(facts.ref)
     if keep is not None and keep[0] > ctx.now:
         return f"kept by its owner until {keep[0].date()}: {keep[1]}"
     return None
 
 
-def _usage_exclusion(facts: DashboardFacts, policy: Policy) -> str | None:
+def _usage_exclusion(facts: ContentFacts, policy: Policy) -> str | None:
+    if facts.dashboards_using > 0:
+        # Trashing a Look breaks every tile that shows it: in use, whatever its own views.
+        return f"on {facts.dashboards_using} dashboard tile(s)"
     if policy.exclude_scheduled and facts.schedules > 0:
         return f"scheduled ({facts.schedules} enabled schedule(s) in Looker)"
     if policy.exclude_scheduled and facts.alerts > 0:
@@ -268,13 +326,15 @@ def _usage_exclusion(facts: DashboardFacts, policy: Policy) -> str | None:
         return f"scheduled ({facts.schedule_total} scheduled deliveries in System Activity)"
     if policy.exclude_favorited and facts.favorite_count > 0:
         return f"favorited by {facts.favorite_count} user(s)"
+    if policy.exclude_public and facts.public:
+        return "public (its public URL is on)"
     if policy.exclude_public and facts.public_total > 0:
         return f"public ({facts.public_total} public-URL accesses in System Activity)"
     return None
 
 
-def decide(facts: DashboardFacts, policy: Policy, ctx: Context) -> Decision:
-    """Warn, trash, purge, keep or skip (with the reason) one dashboard."""
+def decide(facts: ContentFacts, policy: Policy, ctx: Context) -> Decision:
+    """Warn, trash, purge, keep or skip (with the reason) one dashboard or Look."""
     if facts.deleted:
         return _decide_trashed(facts, policy, ctx)
     last, source = facts.last_access()
@@ -294,7 +354,7 @@ def decide(facts: DashboardFacts, policy: Policy, ctx: Context) -> Decision:
     if excluded:
         return Decision("skip", excluded, last)
     if kind == "soft_delete":
-        warned = ctx.warnings.get(facts.id)
+        warned = ctx.warnings.get(facts.ref)
         due = None if warned is None else warned + timedelta(days=policy.warning_days)
         if warned is None or warned <= last:
             return Decision(
@@ -308,13 +368,13 @@ def decide(facts: DashboardFacts, policy: Policy, ctx: Context) -> Decision:
     return Decision(kind, reason, last)
 
 
-def _decide_trashed(facts: DashboardFacts, policy: Policy, ctx: Context) -> Decision:
+def _decide_trashed(facts: ContentFacts, policy: Policy, ctx: Context) -> Decision:
     if facts.deleted_at is None:
         return Decision("keep", "in trash, trash date unknown")
     days = (ctx.now - facts.deleted_at).days
     if days <= policy.purge_days:
         return Decision("keep", f"in trash for {days} days")
-    recorded = ctx.guardian_trashes.get(facts.id)
+    recorded = ctx.guardian_trashes.get(facts.ref)
     # The very trash the guardian made: a person who restored and re-trashed it changed deleted_at and deleter.
     by_guardian = (
         recorded is not None

@@ -1,4 +1,10 @@
-"""Restore dashboards: un-trash, or re-import a purged one from its backup, schedules and alerts too.
+"""Restore dashboards and Looks: un-trash, or re-create a purged one from its backup, schedules too.
+
+Content is named as people name it: ``12`` (dashboard 12) or ``look:12`` (Look 12). A Look
+goes through the same steps as a dashboard: un-trashed with ``update_look`` (``deleted:
+false``), or, purged, re-created from its backup's query (``create_query``, which returns
+Looker's own identical query) and ``create_look`` into its original folder; its schedules
+come back pointing at the restored Look.
 
 A trashed dashboard comes back with ``PATCH {"deleted": false}``, keeping its id and URL. A
 purged one is re-created from the newest verified backup with ``POST /dashboards/lookml``
@@ -25,9 +31,10 @@ from sqlalchemy import insert, select
 
 from guardian import audit
 from guardian.errors import GuardianError
-from guardian.looker.backup import NOT_RESTORABLE, latest_backup, read_backup
+from guardian.looker.backup import NOT_RESTORABLE, backed_up, latest_backup, read_backup
 from guardian.looker.client import LookerAPIError
 from guardian.looker.plan import instance_target
+from guardian.looker.policy import label, parse_ref
 from guardian.looker.tables import looker_restores
 from guardian.storage import Storage
 from guardian.store import Store
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """The outcome of restoring one dashboard."""
+    """The outcome of restoring one dashboard or Look."""
 
     dashboard_id: str
     method: str
@@ -47,6 +54,12 @@ class RestoreResult:
     new_dashboard_id: str | None
     detail: str
     not_restored: tuple[str, ...] = ()
+    content_type: str = "dashboard"
+
+    @property
+    def label(self) -> str:
+        """``12`` or ``look:12``."""
+        return label(self.content_type, self.dashboard_id)
 
     @property
     def ok(self) -> bool:
@@ -55,7 +68,7 @@ class RestoreResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {**self.__dict__, "not_restored": list(self.not_restored), "ok": self.ok}
+        return {**self.__dict__, "not_restored": list(self.not_restored), "ok": self.ok, "label": self.label}
 
 
 def restore(
@@ -67,28 +80,41 @@ def restore(
     store: Store,
     storage: Storage,
 ) -> list[RestoreResult]:
-    """Restore each dashboard id (trashed: un-trash; purged: re-import from backup)."""
+    """Restore each dashboard (``12``) or Look (``look:12``): trashed: un-trash; purged: re-create from backup."""
     actor = actor or audit.default_actor()
     results = []
-    for dashboard_id in ids:
+    for name in ids:
+        content_type, dashboard_id = "dashboard", str(name)
         try:
-            result = _restore_one(settings, dashboard_id, actor, client, store, storage)
+            content_type, dashboard_id = parse_ref(name)
+            result = _restore_one(settings, content_type, dashboard_id, actor, client, store, storage)
         except (GuardianError, ValueError) as exc:
-            result = RestoreResult(dashboard_id, "failed", None, str(exc)[:900])
+            result = RestoreResult(dashboard_id, "failed", None, str(exc)[:900], content_type=content_type)
         _record(settings, store, actor, result)
         results.append(result)
     return results
 
 
 def _restore_one(
-    settings: Settings, dashboard_id: str, actor: str, client: LookerClient, store: Store, storage: Storage
+    settings: Settings,
+    content_type: str,
+    dashboard_id: str,
+    actor: str,
+    client: LookerClient,
+    store: Store,
+    storage: Storage,
 ) -> RestoreResult:
-    target = instance_target(settings, dashboard_id)
-    fresh = client.dashboard(dashboard_id)
-    backup = latest_backup(store, settings.looker.instance_name, dashboard_id)
+    target = instance_target(settings, dashboard_id, content_type)
+    fresh = client.content(content_type, dashboard_id)
+    backup = latest_backup(store, settings.looker.instance_name, dashboard_id, content_type)
+    noun = "dashboard" if content_type == "dashboard" else "Look"
+
+    def result(method: str, new_id: str | None, detail: str, missing: tuple[str, ...] = ()) -> RestoreResult:
+        return RestoreResult(dashboard_id, method, new_id, detail, missing, content_type)
+
     if fresh is not None:
         if not fresh.get("deleted"):
-            return RestoreResult(dashboard_id, "noop", None, "not in the trash; nothing to restore")
+            return result("noop", None, "not in the trash; nothing to restore")
         audit.record(
             "looker.restore",
             target,
@@ -97,22 +123,23 @@ def _restore_one(
             outcome="started",
             store=store,
         )
-        after = client.set_deleted(dashboard_id, False)
+        after = client.set_content_deleted(content_type, dashboard_id, False)
         document = read_backup(storage, backup.key, backup.sha256) if backup else {}
-        restored, missing = _restore_schedules_and_alerts(client, document, after, same_dashboard=True)
-        return RestoreResult(
-            dashboard_id,
+        restored, missing = _restore_schedules_and_alerts(client, document, after, content_type, same_dashboard=True)
+        return result(
             "untrashed",
             dashboard_id,
             f"moved out of the trash into folder {after.get('folder_id')}; id and URL kept; {restored}",
             tuple(missing),
         )
-    previous = _previous_reimport(settings, store, dashboard_id)
-    if previous and client.dashboard(previous) is not None:
-        return RestoreResult(dashboard_id, "noop", previous, f"already re-imported as dashboard {previous}")
+    previous = _previous_reimport(settings, store, content_type, dashboard_id)
+    if previous and client.content(content_type, previous) is not None:
+        return result("noop", previous, f"already re-created as {noun} {previous}")
     if backup is None:
-        return RestoreResult(dashboard_id, "failed", None, "purged and no backup is recorded; it cannot be restored")
+        return result("failed", None, "purged and no backup is recorded; it cannot be restored")
     document = read_backup(storage, backup.key, backup.sha256)
+    if content_type == "look":
+        return _recreate_look(settings, dashboard_id, document, backup.uri, actor, client, store, target)
     lookml = str(document.get("lookml") or "")
     if not lookml:
         return RestoreResult(dashboard_id, "failed", None, f"backup {backup.uri} holds no LookML")
@@ -136,13 +163,54 @@ def _restore_one(
         created = client.import_lookml(fallback, lookml)
         folder_id = f"{fallback} (original folder {folder_id} is gone)"
     new_id = str(created["id"])
-    restored, missing = _restore_schedules_and_alerts(client, document, created, same_dashboard=False)
-    return RestoreResult(
-        dashboard_id,
+    restored, missing = _restore_schedules_and_alerts(client, document, created, content_type, same_dashboard=False)
+    return result(
         "reimported",
         new_id,
         f"re-imported from {backup.uri} as dashboard {new_id} in folder {folder_id}{slug_note}; {restored}",
         (*NOT_RESTORABLE, *missing),
+    )
+
+
+def _recreate_look(
+    settings: Settings,
+    look_id: str,
+    document: dict[str, Any],
+    uri: str,
+    actor: str,
+    client: LookerClient,
+    store: Store,
+    target: str,
+) -> RestoreResult:
+    """A purged Look: its query again (create_query), then create_look into its folder (or the default)."""
+    original = backed_up(document)
+    folder_id = str(original.get("folder_id") or "")
+    audit.record(
+        "looker.restore",
+        target,
+        actor=actor,
+        before={"exists": False, "backup": uri, "folder_id": folder_id},
+        outcome="started",
+        store=store,
+    )
+    try:
+        created = client.create_look({**original, "folder_id": folder_id})
+    except LookerAPIError as exc:
+        fallback = settings.looker.default_folder_id
+        if exc.status not in (404, 422) or not fallback or fallback == folder_id:
+            raise
+        created = client.create_look({**original, "folder_id": fallback})
+        folder_id = f"{fallback} (original folder {folder_id} is gone)"
+    new_id = str(created["id"])
+    restored, missing = _restore_schedules_and_alerts(client, document, created, "look", same_dashboard=False)
+    return RestoreResult(
+        look_id,
+        "reimported",
+        new_id,
+        f"re-created from {uri} as Look {new_id} in folder {folder_id} (same query {created.get('query_id')}); "
+        f"{restored}",
+        (*(n.replace("dashboard", "Look") for n in NOT_RESTORABLE), *missing),
+        "look",
     )
 
 
@@ -169,7 +237,12 @@ def _alert_key(alert: dict[str, Any], element: str) -> tuple[str, str, str, str]
 
 
 def _restore_schedules_and_alerts(
-    client: LookerClient, document: dict[str, Any], target: dict[str, Any], *, same_dashboard: bool
+    client: LookerClient,
+    document: dict[str, Any],
+    target: dict[str, Any],
+    content_type: str = "dashboard",
+    *,
+    same_dashboard: bool,
 ) -> tuple[str, list[str]]:
     """Re-create the backup's schedules and alerts that ``target`` lacks; (summary, what failed)."""
     target_id = str(target["id"])
@@ -177,16 +250,16 @@ def _restore_schedules_and_alerts(
     alerts = list(document.get("alerts") or [])
     missing: list[str] = []
     made_s = made_a = 0
-    present = {_schedule_key(p) for p in client.scheduled_plans_for_dashboard(target_id)} if schedules else set()
+    present = {_schedule_key(p) for p in client.scheduled_plans_for(content_type, target_id)} if schedules else set()
     for plan in schedules:
         if _schedule_key(plan) in present:
             continue
         try:
-            client.create_scheduled_plan({**plan, "dashboard_id": target_id})
+            client.create_scheduled_plan({**plan, f"{content_type}_id": target_id})
             made_s += 1
         except (GuardianError, ValueError, TypeError) as exc:
             missing.append(f"schedule {plan.get('name')!r} ({str(exc)[:120]})")
-    old_elements = [str(e.get("id")) for e in (document.get("dashboard") or {}).get("dashboard_elements") or []]
+    old_elements = [str(e.get("id")) for e in backed_up(document).get("dashboard_elements") or []]
     new_elements = [str(e.get("id")) for e in target.get("dashboard_elements") or []]
     # Tiles keep their order through the LookML export and import, so position maps old ids to new.
     element_map = (
@@ -218,12 +291,13 @@ def _restore_schedules_and_alerts(
     return summary, missing
 
 
-def _previous_reimport(settings: Settings, store: Store, dashboard_id: str) -> str | None:
+def _previous_reimport(settings: Settings, store: Store, content_type: str, dashboard_id: str) -> str | None:
     with store.read() as conn:
         row = conn.execute(
             select(looker_restores.c.new_dashboard_id)
             .where(
                 looker_restores.c.instance == settings.looker.instance_name,
+                looker_restores.c.content_type == content_type,
                 looker_restores.c.dashboard_id == dashboard_id,
                 looker_restores.c.method == "reimported",
             )
@@ -237,6 +311,7 @@ def _record(settings: Settings, store: Store, actor: str, result: RestoreResult)
     with store.write() as conn:
         conn.execute(
             insert(looker_restores).values(
+                content_type=result.content_type,
                 ts=datetime.now(UTC),
                 instance=settings.looker.instance_name,
                 dashboard_id=result.dashboard_id,
@@ -250,7 +325,7 @@ def _record(settings: Settings, store: Store, actor: str, result: RestoreResult)
             conn,
             actor=actor,
             action="looker.restore",
-            target=instance_target(settings, result.dashboard_id),
+            target=instance_target(settings, result.dashboard_id, result.content_type),
             before=None,
             after=result.as_dict(),
             outcome="ok" if result.ok else "failed",
@@ -267,6 +342,8 @@ def list_restores(store: Store, limit: int = 100) -> list[dict[str, Any]]:
             "id": int(r.id),
             "ts": (r.ts if r.ts.tzinfo else r.ts.replace(tzinfo=UTC)).isoformat(),
             "dashboard_id": r.dashboard_id,
+            "content_type": r.content_type,
+            "label": label(r.content_type, r.dashboard_id),
             "method": r.method,
             "new_dashboard_id": r.new_dashboard_id,
             "detail": r.detail,

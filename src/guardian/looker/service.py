@@ -65,7 +65,7 @@ def apply(
     client: LookerClient | None = None,
     actor: str | None = None,
 ) -> ApplyReport:
-    """Back up, then trash / purge the plan's dashboards (test mode: the first N)."""
+    """Back up, then trash / purge the plan's dashboards and Looks (test mode: the first N)."""
     return apply_plan(
         settings,
         plan_id,
@@ -94,7 +94,7 @@ def notify(
 def restore(
     settings: Settings, ids: list[str], *, actor: str | None = None, client: LookerClient | None = None
 ) -> list[RestoreResult]:
-    """Restore dashboards by id: un-trash, or re-import a purged one from its backup."""
+    """Restore dashboards (``12``) and Looks (``look:12``): un-trash, or re-create a purged one from its backup."""
     return _restore(
         settings,
         ids,
@@ -106,7 +106,7 @@ def restore(
 
 
 def warn(settings: Settings, plan_id: int, *, client: LookerClient | None = None) -> NotifyReport:
-    """Warn the owners of a plan's dashboards (any mode; recorded in the warning ledger)."""
+    """Warn the owners of a plan's dashboards and Looks (any mode; recorded in the warning ledger)."""
     return send_warnings(settings, plan_id, client=_client(settings, client), store=get_store(settings))
 
 
@@ -118,5 +118,5 @@ def keep(
     reason: str,
     actor: str,
 ) -> Keep:
-    """Keep a dashboard out of the trash until a date (audited)."""
+    """Keep a dashboard (``12``) or Look (``look:12``) out of the trash until a date (audited)."""
     return _keep(settings, get_store(settings), dashboard_id, until=until, reason=reason, actor=actor)

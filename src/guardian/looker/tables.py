@@ -1,10 +1,19 @@
-"""Store tables of the Looker service (migrations 0003_looker and 0007_looker_trust)."""
+"""Store tables of the Looker service (migrations 0003_looker, 0007_looker_trust and 0014_looker_looks).
+
+``content_type`` ("dashboard" or "look", 0014) says what the ``dashboard_id`` column names:
+Looker numbers dashboards and Looks separately. Rows written before Looks are dashboards.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, String, Table, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Index, Integer, String, Table, UniqueConstraint, text
 
 from guardian.store.schema import Id, metadata
+
+
+def _content_type() -> Column[str]:
+    return Column("content_type", String(20), nullable=False, server_default=text("'dashboard'"))
+
 
 looker_plans = Table(
     "looker_plans",
@@ -53,7 +62,8 @@ looker_actions = Table(
     Column("attempts", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("owner_notified", Boolean, nullable=False),
-    UniqueConstraint("plan_id", "dashboard_id", name="uq_looker_actions_plan_id"),
+    _content_type(),
+    UniqueConstraint("plan_id", "content_type", "dashboard_id", name="uq_looker_actions_plan_content"),
     Index("ix_looker_actions_plan_kind", "plan_id", "kind"),
     Index("ix_looker_actions_dashboard", "dashboard_id"),
 )
@@ -74,6 +84,7 @@ looker_backups = Table(
     Column("title", String(500), nullable=True),
     Column("folder_id", String(100), nullable=True),
     Column("dashboard_updated_at", String(40), nullable=True),
+    _content_type(),
     UniqueConstraint("key", name="uq_looker_backups_key"),
     Index("ix_looker_backups_dashboard", "instance", "dashboard_id"),
 )
@@ -90,6 +101,7 @@ looker_restores = Table(
     Column("new_dashboard_id", String(200), nullable=True),
     Column("detail", String(1000), nullable=False),
     Column("actor", String(200), nullable=False),
+    _content_type(),
     Index("ix_looker_restores_dashboard", "instance", "dashboard_id"),
 )
 """Every restore: un-trashed, re-imported from a backup, no-op or failed."""
@@ -104,6 +116,7 @@ looker_warnings = Table(
     Column("address", String(300), nullable=False),
     Column("last_access", DateTime(timezone=True), nullable=True),
     Column("plan_id", Id, nullable=True),
+    _content_type(),
     Index("ix_looker_warnings_dashboard", "instance", "dashboard_id"),
 )
 """The warning ledger: every owner (or team) warning the guardian delivered, across plans."""
@@ -118,6 +131,7 @@ looker_keeps = Table(
     Column("until", DateTime(timezone=True), nullable=False),
     Column("reason", String(500), nullable=False),
     Column("actor", String(200), nullable=False),
+    _content_type(),
     Index("ix_looker_keeps_dashboard", "instance", "dashboard_id"),
 )
 """Keeps asked by owners: the dashboard is never trashed before ``until``."""

@@ -24,6 +24,8 @@ def looker(
     token_ttl: Annotated[int, typer.Option(help="Seconds an access token stays valid.")] = 3600,
     inactive_fraction: Annotated[float, typer.Option(help="Bulk seed: share of inactive dashboards.")] = 0.05,
     trashed_fraction: Annotated[float, typer.Option(help="Bulk seed: share of long-trashed dashboards.")] = 0.05,
+    looks: Annotated[int, typer.Option(help="Bulk seed: number of Looks (same shares as dashboards).")] = 0,
+    demo_looks: Annotated[bool, typer.Option(help="Demo seed: a Look for every policy case too.")] = True,
 ) -> None:
     """Serve the Looker API 4.0 sandbox in the foreground (client id sandbox-id, secret sandbox-secret)."""
     import uvicorn
@@ -44,12 +46,21 @@ def looker(
             )
         )
     state = (
-        seed_bulk(LookerState(), dashboards, inactive_fraction=inactive_fraction, trashed_fraction=trashed_fraction)
+        seed_bulk(
+            LookerState(),
+            dashboards,
+            inactive_fraction=inactive_fraction,
+            trashed_fraction=trashed_fraction,
+            looks=looks,
+        )
         if dashboards
-        else seed_demo(LookerState())
+        else seed_demo(LookerState(), looks=demo_looks)
     )
     config = SandboxConfig(latency_ms=latency_ms, token_ttl=token_ttl, faults=rules)
-    typer.echo(f"Looker sandbox on http://127.0.0.1:{port} ({len(state.dashboards)} dashboards)", err=True)
+    typer.echo(
+        f"Looker sandbox on http://127.0.0.1:{port} ({len(state.dashboards)} dashboards, {len(state.looks)} Looks)",
+        err=True,
+    )
     uvicorn.run(create_app(state, config), host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -322,7 +322,7 @@ def create_app(
     @app.get("/looker/restore", response_class=HTMLResponse, include_in_schema=False)
     def looker_restore_confirm(request: Request, user: Reader, dashboard_id: str) -> Response:
         looker = looker_data()
-        candidates = [a for a in looker.get("restorable", []) if str(a.get("dashboard_id")) == dashboard_id]
+        candidates = [a for a in looker.get("restorable", []) if str(a.get("label")) == dashboard_id]
         return render(
             request,
             "restore_confirm.html",

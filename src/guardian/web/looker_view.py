@@ -1,5 +1,8 @@
 """The Looker page: the newest plan, what was warned, trashed and purged, keeps, backups; restore and keep.
 
+Dashboards and Looks are listed together; each row carries its ``label`` (``12`` for a
+dashboard, ``look:12`` for a Look), which is also what the restore and keep forms send.
+
 Uses the Looker service's query functions (``latest_plan``, ``list_actions``, ``list_backups``,
 ``list_keeps``), ``guardian.looker.service.restore``, which un-trashes or re-imports a dashboard
 and audits it with the acting user, and ``guardian.looker.service.keep``, which keeps a
@@ -18,6 +21,14 @@ if TYPE_CHECKING:
     from guardian.store import Store
 
 TRASH_KINDS = ("soft_delete", "purge")
+
+
+def _labelled(row: dict[str, Any]) -> dict[str, Any]:
+    content_type = str(row.get("content_type") or "dashboard")
+    content_id = str(row.get("dashboard_id"))
+    row["content_type"] = content_type
+    row["label"] = content_id if content_type == "dashboard" else f"{content_type}:{content_id}"
+    return row
 
 
 def page_data(settings: Settings, store: Store) -> dict[str, Any]:
@@ -43,28 +54,28 @@ def page_data(settings: Settings, store: Store) -> dict[str, Any]:
         return out
     plan = latest(store)
     if list_restores is not None:
-        out["restores"] = [plain(r) for r in list_restores(store, limit=50)]
-    # Newest successful restore per dashboard (list_restores is newest first).
+        out["restores"] = [_labelled(plain(r)) for r in list_restores(store, limit=50)]
+    # Newest successful restore per dashboard or Look (list_restores is newest first).
     restored: dict[str, dict[str, Any]] = {}
     for r in out["restores"]:
         if r.get("method") in ("untrashed", "reimported"):
-            restored.setdefault(str(r.get("dashboard_id")), r)
+            restored.setdefault(str(r["label"]), r)
     if plan is not None:
         out["plan"] = plain(plan)
         if list_actions is not None:
-            actions = [plain(a) for a in list_actions(store, plan.id, kinds=TRASH_KINDS)]
+            actions = [_labelled(plain(a)) for a in list_actions(store, plan.id, kinds=TRASH_KINDS)]
             for a in actions:
-                done = restored.get(str(a.get("dashboard_id")))
+                done = restored.get(str(a["label"]))
                 a["restored_by"] = done.get("actor") if done else None
                 a["restorable"] = a.get("state") == "done" and done is None
             out["actions"] = actions
             out["restorable"] = [a for a in actions if a["restorable"]]
-            out["warned"] = [plain(a) for a in list_actions(store, plan.id, kinds=["warn"])]
+            out["warned"] = [_labelled(plain(a)) for a in list_actions(store, plan.id, kinds=["warn"])]
     list_keeps = service_function("guardian.looker.ledger", "list_keeps")
     if list_keeps is not None:
-        out["keeps"] = [plain(k) for k in list_keeps(store, limit=50)]
+        out["keeps"] = [_labelled(plain(k)) for k in list_keeps(store, limit=50)]
     if list_backups is not None:
-        out["backups"] = [plain(b) for b in list_backups(store, limit=50)]
+        out["backups"] = [_labelled(plain(b)) for b in list_backups(store, limit=50)]
     return out
 
 
@@ -98,11 +109,15 @@ def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audi
         info = plain(r)
         new_id = info.get("new_dashboard_id")
         lines.append(
-            f"Dashboard {info.get('dashboard_id')}: {info.get('method')}"
+            f"{_noun(str(info.get('content_type') or 'dashboard'))} {info.get('dashboard_id')}: {info.get('method')}"
             + (f" as {new_id}" if new_id and new_id != info.get("dashboard_id") else "")
             + (f" ({info.get('detail')})" if info.get("detail") else "")
         )
     return "; ".join(lines) or f"Dashboard {dashboard_id}: nothing to restore."
+
+
+def _noun(content_type: str) -> str:
+    return "Dashboard" if content_type == "dashboard" else "Look"
 
 
 def keep(
@@ -137,6 +152,11 @@ def keep(
             outcome="failed",
             after={"error": mask_text(str(exc))[:300]},
         )
-        return f"Dashboard {dashboard_id} not kept: {mask_text(str(exc))[:300]}"
+        return f"{_named(dashboard_id)} not kept: {mask_text(str(exc))[:300]}"
     info = plain(kept)
-    return f"Dashboard {dashboard_id} kept until {str(info.get('until'))[:10]}: {info.get('reason')}"
+    return f"{_named(dashboard_id)} kept until {str(info.get('until'))[:10]}: {info.get('reason')}"
+
+
+def _named(name: str) -> str:
+    """'Dashboard 12' or 'Look 12' from what the form sent (``12`` or ``look:12``)."""
+    return f"Look {name[5:]}" if name.lower().startswith("look:") else f"Dashboard {name}"

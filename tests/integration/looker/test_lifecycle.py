@@ -41,6 +41,8 @@ def test_plan_is_persisted_with_reasons_and_bounded_calls(settings: Any, sandbox
         "purge": 1,
         "live": 16,
         "trashed": 3,
+        "looks_live": 0,
+        "looks_trashed": 0,
     }
     states = _states(store, plan.id)
     assert states["12"][2] is not None and "scheduled" in states["12"][2]
@@ -49,8 +51,8 @@ def test_plan_is_persisted_with_reasons_and_bounded_calls(settings: Any, sandbox
     assert "thelook::business_pulse" not in states
     assert "by a person" in (states["19"][2] or "")
     assert states["9"][:2] == ("warn", "pending")
-    # search live + search trash + System Activity + all schedules + all alerts + /user + /folders
-    assert plan.api_calls == 7
+    # dashboards live + trash, Looks live + trash, System Activity, all schedules, all alerts, /user, /folders
+    assert plan.api_calls == 9
     assert sandbox.stats["GET /scheduled_plans"] == 1 and sandbox.stats["GET /alerts/search"] == 1
     assert sandbox.stats["POST /queries/run/{result_format}".replace("{result_format}", "json")] == 1
     assert all(not d["deleted"] for k, d in sandbox.state.dashboards.items() if k in TRASH)
@@ -102,7 +104,7 @@ def test_circuit_breaker_refuses_until_overridden(settings: Any, sandbox: Any, m
     settings = load_settings()
     plan = service.plan(settings)
     # 5 planned + 1 the history trashed 20 days ago, inside the 30-day window.
-    with pytest.raises(SafetyGateTripped, match="brings trashes to 6 of 16 dashboards"):
+    with pytest.raises(SafetyGateTripped, match="brings trashes to 6 of 16 live dashboards and Looks"):
         service.apply(settings, plan.id)
     store = get_store(settings)
     assert latest_plan(store).status == "refused"  # type: ignore[union-attr]

@@ -43,6 +43,15 @@ USED = {
     "POST /scheduled_plans",
     "GET /alerts/search",
     "POST /alerts",
+    # Looks
+    "GET /looks/search",
+    "GET /looks/{look_id}",
+    "PATCH /looks/{look_id}",
+    "DELETE /looks/{look_id}",
+    "POST /looks",
+    "POST /queries",
+    "GET /scheduled_plans/look/{look_id}",
+    "GET /dashboard_elements/search",
 }
 
 
@@ -56,7 +65,7 @@ def _recording_sandbox() -> tuple[LookerSandbox, list[dict[str, Any]]]:
     from starlette.responses import Response
 
     exchanges: list[dict[str, Any]] = []
-    state = seed_demo(LookerState())
+    state = seed_demo(LookerState(), looks=True)
     app = create_app(state)
 
     @app.middleware("http")
@@ -122,13 +131,17 @@ def test_every_endpoint_the_service_uses_matches_the_spec(
         server.state.add_alert("17-e0", "3")
         server.state.add_schedule("4", "5", enabled=False)
         server.state.add_alert("4-e1", "5", disabled=True)
+        # Look 9 (trashed by the guardian, to be purged) has a schedule its re-creation must bring back.
+        server.state.add_schedule(None, "3", look_id="9")
         client = connect(settings)
         plan = service.plan(settings, client=client)
         report = service.apply(settings, plan.id, client=client)
-        assert report.done == 6
-        results = service.restore(settings, ["4", "17", "424242"], client=client)
-        assert [r.method for r in results] == ["untrashed", "reimported", "failed"]
+        # 5 dashboards trashed and 1 purged; Looks 2 and 3 trashed and Look 9 purged.
+        assert report.done == 9
+        results = service.restore(settings, ["4", "17", "424242", "look:2", "look:9"], client=client)
+        assert [r.method for r in results] == ["untrashed", "reimported", "failed", "untrashed", "reimported"]
         assert "1 schedule(s) and 1 alert(s) re-created" in results[1].detail, results[1].detail
+        assert "1 schedule(s) and 0 alert(s) re-created" in results[4].detail, results[4].detail
         client.all_dashboards("id,title")
         server.set_faults(FaultRule(status=429, count=1, path="^/folders"))
         client.folders()

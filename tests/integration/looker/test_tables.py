@@ -1,4 +1,4 @@
-"""The looker tables declared in guardian.looker.tables match migrations 0003_looker and 0007_looker_trust."""
+"""The looker tables declared in guardian.looker.tables match migrations 0003_looker, 0007_looker_trust and 0014."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def facts(**kw: object) -> DashboardFacts:
 
 
 # Dashboard "10" was warned 20 days ago: past the 14-day notice, after any access older than that.
-WARNED = {"10": ago(20)}
+WARNED = {("dashboard", "10"): ago(20)}
 CTX = Context(now=NOW, warnings=WARNED)
 POLICY = Policy()
 
@@ -60,19 +60,23 @@ def test_trash_needs_a_warning_old_enough_and_after_the_last_access() -> None:
     inactive = facts(usage_last_accessed=ago(400))
     never = decide(inactive, POLICY, Context(now=NOW))
     assert never.kind == "warn" and "not warned" in never.reason
-    recent = decide(inactive, POLICY, Context(now=NOW, warnings={"10": ago(13)}))
+    recent = decide(inactive, POLICY, Context(now=NOW, warnings={("dashboard", "10"): ago(13)}))
     assert recent.kind == "warn" and "trash from" in recent.reason
-    assert decide(inactive, POLICY, Context(now=NOW, warnings={"10": ago(14)})).kind == "soft_delete"
+    assert decide(inactive, POLICY, Context(now=NOW, warnings={("dashboard", "10"): ago(14)})).kind == "soft_delete"
     # Warned, then viewed, then inactive again: the old warning no longer counts.
     viewed_since = facts(usage_last_accessed=ago(190))
-    assert decide(viewed_since, POLICY, Context(now=NOW, warnings={"10": ago(300)})).kind == "warn"
+    assert decide(viewed_since, POLICY, Context(now=NOW, warnings={("dashboard", "10"): ago(300)})).kind == "warn"
 
 
 def test_unexpired_keep_protects_and_expired_keep_does_not() -> None:
     inactive = facts(usage_last_accessed=ago(400))
-    kept = decide(inactive, POLICY, Context(now=NOW, warnings=WARNED, keeps={"10": (NOW + timedelta(days=1), "QBR")}))
+    kept = decide(
+        inactive,
+        POLICY,
+        Context(now=NOW, warnings=WARNED, keeps={("dashboard", "10"): (NOW + timedelta(days=1), "QBR")}),
+    )
     assert kept.kind == "skip" and "kept by its owner" in kept.reason and "QBR" in kept.reason
-    expired = Context(now=NOW, warnings=WARNED, keeps={"10": (NOW - timedelta(days=1), "QBR")})
+    expired = Context(now=NOW, warnings=WARNED, keeps={("dashboard", "10"): (NOW - timedelta(days=1), "QBR")})
     assert decide(inactive, POLICY, expired).kind == "soft_delete"
 
 
@@ -137,7 +141,9 @@ def test_protected_folder_by_id_and_path_includes_subfolders() -> None:
 
 
 def test_purge_only_the_very_trash_the_guardian_made() -> None:
-    ctx = Context(now=NOW, guardian_user_id="1", guardian_trashes={"10": ago(181), "12": ago(400)})
+    ctx = Context(
+        now=NOW, guardian_user_id="1", guardian_trashes={("dashboard", "10"): ago(181), ("dashboard", "12"): ago(400)}
+    )
     ours = facts(deleted=True, deleted_at=ago(181), deleter_id="1")
     assert decide(ours, POLICY, ctx).kind == "purge"
     assert decide(facts(deleted=True, deleted_at=ago(100), deleter_id="1"), POLICY, ctx).kind == "keep"
@@ -157,3 +163,69 @@ def test_purge_only_the_very_trash_the_guardian_made() -> None:
 def test_facts_json_round_trip() -> None:
     f = facts(usage_last_accessed=ago(3), deleted_at=ago(2), deleted=True)
     assert DashboardFacts.from_json(f.to_json()) == f
+
+
+# -- Looks: the same policy, their own exemptions, their own ledger keys ---------------------
+def look(**kw: object) -> DashboardFacts:
+    return facts(content_type="look", **kw)
+
+
+def test_a_look_is_decided_by_the_same_policy_under_its_own_key() -> None:
+    inactive = {"usage_last_accessed": ago(400)}
+    # Dashboard 10 was warned; Look 10 was not: Looker numbers them separately.
+    assert decide(look(**inactive), POLICY, CTX).kind == "warn"
+    warned = Context(now=NOW, warnings={("look", "10"): ago(20)})
+    d = decide(look(**inactive), POLICY, warned)
+    assert d.kind == "soft_delete" and look().label == "look:10" and look().ref == ("look", "10")
+    kept = Context(now=NOW, warnings=warned.warnings, keeps={("look", "10"): (NOW + timedelta(days=1), "QBR")})
+    assert decide(look(**inactive), POLICY, kept).kind == "skip"
+    assert decide(facts(**inactive), POLICY, kept).kind == "warn"
+
+
+def test_a_look_on_a_dashboard_or_public_is_in_use() -> None:
+    warned = Context(now=NOW, warnings={("look", "10"): ago(20)})
+    inactive = {"usage_last_accessed": ago(400)}
+    on_board = decide(look(dashboards_using=2, **inactive), POLICY, warned)
+    assert on_board.kind == "skip" and "on 2 dashboard tile(s)" in on_board.reason
+    # On a dashboard is use whatever the settings: trashing the Look breaks the tile.
+    lax = Policy(exclude_scheduled=False, exclude_favorited=False, exclude_public=False)
+    assert decide(look(dashboards_using=1, **inactive), lax, warned).kind == "skip"
+    public = decide(look(public=True, **inactive), POLICY, warned)
+    assert public.kind == "skip" and "public" in public.reason
+    assert decide(look(public=True, **inactive), lax, warned).kind == "soft_delete"
+    assert decide(look(schedules=1, **inactive), POLICY, warned).kind == "skip"
+    assert decide(look(favorite_count=1, **inactive), POLICY, warned).kind == "skip"
+
+
+def test_a_look_is_purged_only_from_the_guardians_own_look_trash() -> None:
+    dashboard_trash = Context(now=NOW, guardian_user_id="1", guardian_trashes={("dashboard", "10"): ago(181)})
+    trashed = look(deleted=True, deleted_at=ago(181), deleter_id="1")
+    assert decide(trashed, POLICY, dashboard_trash).kind == "skip"
+    look_trash = Context(now=NOW, guardian_user_id="1", guardian_trashes={("look", "10"): ago(181)})
+    assert decide(trashed, POLICY, look_trash).kind == "purge"
+
+
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("12", ("dashboard", "12")),
+        ("look:12", ("look", "12")),
+        (" Look: 7 ", ("look", "7")),
+        ("dashboard:12", ("dashboard", "12")),
+        ("thelook::business_pulse", ("dashboard", "thelook::business_pulse")),
+    ],
+)
+def test_content_names(text: str, ref: tuple[str, str]) -> None:
+    from guardian.looker.policy import label, parse_ref
+
+    assert parse_ref(text) == ref
+    assert parse_ref(label(*ref)) == ref
+
+
+@pytest.mark.parametrize("text", ["", "look:", "look"])
+def test_content_names_refused(text: str) -> None:
+    from guardian.errors import ValidationFailed
+    from guardian.looker.policy import parse_ref
+
+    with pytest.raises(ValidationFailed, match="look:12"):
+        parse_ref(text)

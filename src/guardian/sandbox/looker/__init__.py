@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardian.sandbox.looker.app import FaultRule, SandboxConfig, create_app
-from guardian.sandbox.looker.state import LookerState, seed_bulk, seed_demo
+from guardian.sandbox.looker.state import LookerState, seed_bulk, seed_demo, seed_looks
 
 CLIENT_ID = "sandbox-id"
 CLIENT_SECRET = "sandbox-secret"
@@ -26,6 +26,7 @@ __all__ = [
     "create_app",
     "seed_bulk",
     "seed_demo",
+    "seed_looks",
     "start",
 ]
 
@@ -121,7 +122,12 @@ class SpawnedSandbox:
 
 
 def spawn(
-    *, dashboards: int, latency_ms: float = 0.0, inactive_fraction: float = 0.05, trashed_fraction: float = 0.05
+    *,
+    dashboards: int,
+    latency_ms: float = 0.0,
+    inactive_fraction: float = 0.05,
+    trashed_fraction: float = 0.05,
+    looks: int = 0,
 ) -> SpawnedSandbox:
     """Start ``guardian sandbox looker`` with a bulk instance in a subprocess and wait for it."""
     import subprocess
@@ -147,6 +153,8 @@ def spawn(
             str(inactive_fraction),
             "--trashed-fraction",
             str(trashed_fraction),
+            "--looks",
+            str(looks),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

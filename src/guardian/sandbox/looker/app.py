@@ -6,7 +6,10 @@ Speaks: ``POST /login`` (form body, expiring tokens), ``GET /user``, ``GET /user
 ``GET /dashboards/lookml/{id}``, ``POST /dashboards/lookml``, ``GET /scheduled_plans``,
 ``GET /scheduled_plans/dashboard/{id}``, ``POST /scheduled_plans``, ``GET /alerts/search``,
 ``POST /alerts`` and ``POST /queries/run/json`` for the ``system__activity`` model's
-``content_usage`` view. Time comes from the state's clock, so a simulation can move it.
+``content_usage`` view (dashboards and Looks); for Looks ``GET /looks/search``,
+``GET/PATCH/DELETE /looks/{id}``, ``POST /looks``, ``POST /queries``,
+``GET /scheduled_plans/look/{id}`` and ``GET /dashboard_elements/search`` (which tiles show a
+Look). Time comes from the state's clock, so a simulation can move it.
 Responses follow the shapes of the published 4.0 spec (a test validates them).
 
 Fault injection for reliability tests and demos: a fixed latency per request, and rules that
@@ -138,6 +141,8 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
 
     def route_key(method: str, path: str) -> str:
         path = re.sub(r"/scheduled_plans/dashboard/[^/]+$", "/scheduled_plans/dashboard/{id}", path)
+        path = re.sub(r"/scheduled_plans/look/[^/]+$", "/scheduled_plans/look/{id}", path)
+        path = re.sub(r"/looks/(?!search$)[^/]+$", "/looks/{id}", path)
         path = re.sub(r"/dashboards/(?!search$|lookml$)[^/]+$", "/dashboards/{id}", path)
         path = re.sub(r"/dashboards/lookml/[^/]+$", "/dashboards/lookml/{id}", path)
         return f"{method} {path}"
@@ -456,11 +461,13 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         ]
         if missing or (body.get("dashboard_id") and body["dashboard_id"] not in state.dashboards):
             return _validation_error(missing or ["dashboard_id"])
+        if body.get("look_id") and str(body["look_id"]) not in state.looks:
+            return _validation_error(["look_id"])
         plan = state.add_schedule(
             body.get("dashboard_id"),
             str(body.get("user_id") or request.state.user_id),
             enabled=bool(body.get("enabled", True)),
-            look_id=body.get("look_id"),
+            look_id=None if body.get("look_id") is None else str(body["look_id"]),
         )
         for key in ("name", "crontab", "timezone", "scheduled_plan_destination", "filters_string"):
             if body.get(key) is not None:
@@ -497,6 +504,134 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
         writes["POST /alerts"] += 1
         return _json(alert)
 
+    # -- Looks -----------------------------------------------------------------------
+    @app.get(PREFIX + "/looks/search")
+    async def search_looks(request: Request) -> Response:
+        # Spec, search_looks / update_look: soft-deleted Looks are excluded from search_looks
+        # unless deleted=true is passed, which lists the soft-deleted ones.
+        q = request.query_params
+        want_deleted = (q.get("deleted") or "").lower() == "true"
+        rows = [lk for lk in state.looks.values() if bool(lk["deleted"]) == want_deleted]
+        for name in ("id", "folder_id", "user_id", "query_id"):
+            if q.get(name):
+                wanted = set(q[name].split(","))
+                rows = [lk for lk in rows if str(lk.get(name)) in wanted]
+        rows.sort(key=_id_key)
+        offset = int(q.get("offset") or 0)
+        limit = q.get("limit")
+        page = rows[offset : offset + int(limit)] if limit else rows[offset:]
+        return _json(select(page, parse_fields(q.get("fields"))))
+
+    @app.get(PREFIX + "/looks/{look_id}")
+    async def look(look_id: str, request: Request) -> Response:
+        # Spec, look: "detailed information about a Look and its associated Query" (LookWithQuery).
+        found = state.looks.get(look_id)
+        if found is None:
+            return _error(404, "Not found")
+        return _json(select(found, parse_fields(request.query_params.get("fields"))))
+
+    @app.patch(PREFIX + "/looks/{look_id}")
+    async def update_look(look_id: str, request: Request) -> Response:
+        # Spec, update_look: deleted=true soft-deletes (moves to the trash), deleted=false undeletes;
+        # read-only properties are ignored.
+        body = await request.json()
+        with state.lock:
+            found = state.looks.get(look_id)
+            if found is None:
+                return _error(404, "Not found")
+            if "folder_id" in body and body["folder_id"] not in state.folders:
+                return _error(404, "Folder not found")
+            for key in ("title", "description", "folder_id", "public", "is_run_on_load"):
+                if key in body:
+                    found[key] = body[key]
+            if "folder_id" in body:
+                found["folder"] = state.folder_base(body["folder_id"])
+            if "deleted" in body and bool(body["deleted"]) != bool(found["deleted"]):
+                found["deleted"] = bool(body["deleted"])
+                found["deleted_at"] = iso(state.now()) if found["deleted"] else None
+                found["deleter_id"] = request.state.user_id if found["deleted"] else None
+            found["updated_at"] = iso(state.now())
+            found["last_updater_id"] = request.state.user_id
+            writes[f"PATCH /looks/{look_id}"] += 1
+            return _json(found)
+
+    @app.delete(PREFIX + "/looks/{look_id}")
+    async def delete_look(look_id: str) -> Response:
+        # Spec, delete_look: permanent, no undo; 204. Its schedules go with it (Looker deletes a
+        # content's scheduled plans with the content); its query stays (queries are never deleted).
+        with state.lock:
+            if look_id not in state.looks:
+                return _error(404, "Not found")
+            del state.looks[look_id]
+            state.look_usage.pop(look_id, None)
+            for plan_id in [p for p, plan in state.scheduled_plans.items() if plan.get("look_id") == look_id]:
+                del state.scheduled_plans[plan_id]
+            writes[f"DELETE /looks/{look_id}"] += 1
+        return Response(status_code=204)
+
+    @app.post(PREFIX + "/queries")
+    async def create_query(request: Request) -> Response:
+        # Spec, create_query: model and view are required; an identical existing query is returned.
+        body = await request.json()
+        missing = [k for k in ("model", "view") if not body.get(k)]
+        if missing:
+            return _validation_error(missing)
+        query = state.add_query(str(body["model"]), str(body["view"]), tuple(body.get("fields") or ()))
+        return _json(query)
+
+    @app.post(PREFIX + "/looks")
+    async def create_look(request: Request) -> Response:
+        # Spec, create_look: first create the query, then pass its id as query_id; a folder to
+        # place it in (folder_id). A missing title, query or folder is refused (422).
+        body = await request.json()
+        query_id = str(body.get("query_id") or "")
+        folder_id = body.get("folder_id")
+        missing = [
+            name
+            for name, ok in (
+                ("title", body.get("title")),
+                ("query_id", query_id in state.queries),
+                ("folder_id", folder_id is None or folder_id in state.folders),
+            )
+            if not ok
+        ]
+        if missing:
+            return _validation_error(missing)
+        created = state.add_look(
+            title=str(body["title"]),
+            user_id=request.state.user_id,
+            folder_id=folder_id if folder_id is not None else state.personal_folder(request.state.user_id),
+            created_at=state.now(),
+            query_id=query_id,
+            public=bool(body.get("public") or False),
+        )
+        if body.get("description") is not None:
+            created["description"] = body["description"]
+        writes["POST /looks"] += 1
+        return _json(created)
+
+    @app.get(PREFIX + "/scheduled_plans/look/{look_id}")
+    async def scheduled_plans_for_look(look_id: str, request: Request) -> Response:
+        plans = [p for p in state.scheduled_plans.values() if p.get("look_id") == look_id]
+        return _json(select(_plans_for(request, plans), parse_fields(request.query_params.get("fields"))))
+
+    @app.get(PREFIX + "/dashboard_elements/search")
+    async def search_dashboard_elements(request: Request) -> Response:
+        # Spec, search_dashboard_elements: tiles matching look_id / dashboard_id; deleted=true
+        # selects the tiles of soft-deleted dashboards (unset: both).
+        q = request.query_params
+        rows = []
+        for dash in sorted(state.dashboards.values(), key=_id_key):
+            if q.get("deleted") is not None and bool(dash["deleted"]) != (q["deleted"].lower() == "true"):
+                continue
+            for element in dash.get("dashboard_elements") or []:
+                if q.get("look_id") and str(element.get("look_id")) not in set(q["look_id"].split(",")):
+                    continue
+                if q.get("dashboard_id") and str(element.get("dashboard_id")) not in set(q["dashboard_id"].split(",")):
+                    continue
+                rows.append(element)
+        return _json(select(rows, parse_fields(q.get("fields"))))
+
     # -- System Activity -------------------------------------------------------------
     @app.post(PREFIX + "/queries/run/{result_format}")
     async def run_inline_query(result_format: str, request: Request) -> Response:
@@ -509,30 +644,41 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
             return _error(404, f"explore {body.get('view')!r} is not served by the sandbox; use content_usage")
         fields = list(body.get("fields") or [])
         filters = body.get("filters") or {}
-        kind = filters.get("content_usage.content_type", "dashboard")
+        # Looker filter expressions: "dashboard,look" is dashboard OR look.
+        kinds = {k.strip() for k in str(filters.get("content_usage.content_type", "dashboard")).split(",")}
         rows = []
         now = state.now()
-        for dash_id, usage in state.usage.items():
-            if kind != "dashboard":
+        sources = [("dashboard", state.usage, state.dashboards), ("look", state.look_usage, state.looks)]
+        for kind, usages, objects in sources:
+            if kind not in kinds:
                 continue
-            last = usage.last_accessed
-            full = {
-                "content_usage.content_id": dash_id,
-                "content_usage.content_type": "dashboard",
-                "content_usage.content_title": state.dashboards.get(dash_id, {}).get("title"),
-                "content_usage.last_accessed_date": last.date().isoformat() if last else None,
-                "content_usage.days_since_last_accessed": (now - last).days if last else None,
-                "content_usage.schedule_total": usage.schedule_total,
-                "content_usage.public_total": usage.public_total,
-                "content_usage.api_total": usage.api_total,
-            }
-            rows.append({f: full.get(f) for f in fields})
+            rows.extend(_usage_rows(kind, usages, objects, fields, now))
         limit = request.query_params.get("limit") or body.get("limit")
         if limit and int(limit) >= 0:
             rows = rows[: int(limit)]
         return Response(json.dumps(rows), media_type="application/json")
 
     return app
+
+
+def _usage_rows(
+    kind: str, usages: dict[str, Any], objects: dict[str, dict[str, Any]], fields: list[str], now: Any
+) -> list[dict[str, Any]]:
+    rows = []
+    for content_id, usage in usages.items():
+        last = usage.last_accessed
+        full = {
+            "content_usage.content_id": content_id,
+            "content_usage.content_type": kind,
+            "content_usage.content_title": objects.get(content_id, {}).get("title"),
+            "content_usage.last_accessed_date": last.date().isoformat() if last else None,
+            "content_usage.days_since_last_accessed": (now - last).days if last else None,
+            "content_usage.schedule_total": usage.schedule_total,
+            "content_usage.public_total": usage.public_total,
+            "content_usage.api_total": usage.api_total,
+        }
+        rows.append({f: full.get(f) for f in fields})
+    return rows
 
 
 def _validation_error(fields: list[str]) -> Response:

@@ -1,7 +1,8 @@
 """The guardian's side of a sandbox instance's past: what it trashed and whom it warned.
 
 The demo seed describes an instance the guardian has been looking after for a while: two
-dashboards sit in the trash because the guardian's API user trashed them. A real guardian
+dashboards (and, seeded with Looks, a Look) sit in the trash because the guardian's API user
+trashed them. A real guardian
 would hold the records of those trashes (with Looker's ``deleted_at``) and of the warnings
 it sent before; :func:`seed_history` writes them into a store, so demos and tests start
 where a year of monthly runs would have left them, not from an empty ledger.
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 
 from guardian.looker.ledger import record_warnings
-from guardian.looker.policy import DashboardFacts, parse_ts
+from guardian.looker.policy import ContentFacts, parse_ts
 from guardian.looker.tables import looker_actions, looker_plans
 from guardian.sandbox.looker.state import API_USER_ID, LookerState
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 def seed_history(settings: Settings, store: Store, state: LookerState, *, now: datetime | None = None) -> int:
     """Record past guardian trashes and a warning ``warning_days + 1`` days ago; returns the history plan id."""
-    return _seed(settings, store, list(state.dashboards.values()), now=now or state.now(), guardian_id=API_USER_ID)
+    content = [("dashboard", d) for d in state.dashboards.values()] + [("look", lk) for lk in state.looks.values()]
+    return _seed(settings, store, content, now=now or state.now(), guardian_id=API_USER_ID)
 
 
 def seed_history_from_api(settings: Settings, store: Store, client: LookerClient) -> int:
@@ -36,30 +38,38 @@ def seed_history_from_api(settings: Settings, store: Store, client: LookerClient
         "id,title,user_id,user_name,folder_id,created_at,last_accessed_at,last_viewed_at,deleted,deleted_at,deleter_id"
     )
     rows = [
-        row
+        (content_type, row)
+        for content_type in ("dashboard", "look")
         for deleted in (False, True)
-        for page in client.search_dashboards(deleted=deleted, fields=fields, page_size=1000)
+        for page in client.search_content(content_type, deleted=deleted, fields=fields, page_size=1000)
         for row in page
     ]
     return _seed(settings, store, rows, now=datetime.now(UTC), guardian_id=str(client.me_user()["id"]))
 
 
 def _seed(
-    settings: Settings, store: Store, dashboards: list[dict[str, Any]], *, now: datetime, guardian_id: str
+    settings: Settings,
+    store: Store,
+    content: list[tuple[str, dict[str, Any]]],
+    *,
+    now: datetime,
+    guardian_id: str,
 ) -> int:
     cfg = settings.looker
     warned_at = now - timedelta(days=cfg.warning_days + 1)
     trashed = [
-        d for d in dashboards if d["deleted"] and str(d.get("deleter_id")) == guardian_id and "::" not in str(d["id"])
+        (t, d)
+        for t, d in content
+        if d["deleted"] and str(d.get("deleter_id")) == guardian_id and "::" not in str(d["id"])
     ]
-    created = min([parse_ts(d["deleted_at"]) or now for d in trashed] + [warned_at]) - timedelta(hours=1)
-    warn: list[tuple[str, datetime | None]] = []
-    for dash in dashboards:
+    created = min([parse_ts(d["deleted_at"]) or now for _, d in trashed] + [warned_at]) - timedelta(hours=1)
+    warn: list[tuple[tuple[str, str], datetime | None]] = []
+    for content_type, dash in content:
         if dash["deleted"] or "::" in str(dash["id"]):
             continue
-        last, _ = DashboardFacts.from_api(dash).last_access()
+        last, _ = ContentFacts.from_api(dash).last_access()
         if last is not None and (warned_at - last).days >= cfg.soft_delete_days - cfg.warning_days:
-            warn.append((str(dash["id"]), last))
+            warn.append(((content_type, str(dash["id"])), last))
     with store.write() as conn:
         inserted = conn.execute(
             insert(looker_plans).values(
@@ -70,7 +80,7 @@ def _seed(
                 policy={},
                 content_hash="history",
                 counts={"soft_delete": len(trashed)},
-                inventory_size=len(dashboards),
+                inventory_size=len(content),
                 trash_size=0,
                 api_calls=0,
                 duration_s=0.0,
@@ -82,6 +92,7 @@ def _seed(
             {
                 "plan_id": plan_id,
                 "seq": seq,
+                "content_type": content_type,
                 "dashboard_id": str(d["id"]),
                 "kind": "soft_delete",
                 "reason": "history",
@@ -99,7 +110,7 @@ def _seed(
                 "updated_at": parse_ts(d["deleted_at"]) or created,
                 "owner_notified": True,
             }
-            for seq, d in enumerate(trashed, start=1)
+            for seq, (content_type, d) in enumerate(trashed, start=1)
         ]
         if rows:
             conn.execute(insert(looker_actions), rows)

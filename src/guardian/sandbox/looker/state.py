@@ -1,7 +1,9 @@
-"""In-memory state of the Looker sandbox: users, folders, dashboards, System Activity usage.
+"""In-memory state of the Looker sandbox: users, folders, dashboards, Looks, queries, System Activity usage.
 
-Dashboards are kept as the JSON the real API returns (``Dashboard`` in the 4.0 spec), plus
-sandbox-only usage counters that feed the ``system__activity`` ``content_usage`` view.
+Dashboards and Looks are kept as the JSON the real API returns (``Dashboard`` and
+``LookWithQuery`` in the 4.0 spec), plus sandbox-only usage counters that feed the
+``system__activity`` ``content_usage`` view (keyed by content type and id: a Look and a
+dashboard may share an id, as they do in Looker).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class LookerState:
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage: dict[str, Usage] = field(default_factory=dict)
+    looks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    look_usage: dict[str, Usage] = field(default_factory=dict)
+    queries: dict[str, dict[str, Any]] = field(default_factory=dict)
     lookml_export: dict[str, str] = field(default_factory=dict)
     """Dashboards whose LookML export differs from their JSON (a lossy export), by id."""
     scheduled_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -48,6 +53,7 @@ class LookerState:
     """The instance's time (a simulation moves it month by month)."""
     next_id: int = 1
     next_other_id: int = 1
+    next_look_id: int = 1
     lock: threading.RLock = field(default_factory=threading.RLock)
     clients: dict[str, tuple[str, str]] = field(
         # The guardian's API key, and one of a person (Bob, user 3) for "changed by hand" scenarios.
@@ -108,6 +114,7 @@ class LookerState:
         deleter_id: str | None = None,
         dashboard_id: str | None = None,
         elements: int = 2,
+        look_ids: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Add a user-defined dashboard (or a LookML one when the id contains '::')."""
         with self.lock:
@@ -148,14 +155,130 @@ class LookerState:
                 "last_updater_name": user.get("display_name"),
                 "dashboard_filters": [],
                 "dashboard_elements": [
-                    {"id": f"{dashboard_id}-e{i}", "dashboard_id": dashboard_id, "title": f"Tile {i}", "type": "vis"}
+                    {
+                        "id": f"{dashboard_id}-e{i}",
+                        "dashboard_id": dashboard_id,
+                        "look_id": None,
+                        "title": f"Tile {i}",
+                        "type": "vis",
+                    }
                     for i in range(elements)
                 ],
                 "dashboard_layouts": [],
             }
             self.dashboards[dashboard_id] = dash
             self.usage[dashboard_id] = Usage(seen, schedule_total, public_total)
+            for look_id in look_ids:
+                self.put_look_on_dashboard(dashboard_id, look_id)
             return dash
+
+    def add_query(self, model: str = "thelook", view: str = "orders", fields: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A query (``Query`` in the 4.0 spec); an identical one is returned instead of a copy.
+
+        Spec, create_query: "If you create a query that is exactly like an existing query then
+        the existing query will be returned"; queries are immutable and never deleted.
+        """
+        with self.lock:
+            wanted = {"model": model, "view": view, "fields": list(fields or ("orders.count",))}
+            for query in self.queries.values():
+                if {k: query.get(k) for k in wanted} == wanted:
+                    return query
+            query_id = f"q{len(self.queries) + 1}"
+            query = {
+                "id": query_id,
+                **wanted,
+                "filters": None,
+                "sorts": [],
+                "limit": "500",
+                "slug": f"qs{query_id}",
+                "client_id": f"c{query_id}",
+            }
+            self.queries[query_id] = query
+            return query
+
+    def add_look(
+        self,
+        *,
+        title: str,
+        user_id: str,
+        folder_id: str,
+        created_at: datetime,
+        last_accessed: datetime | None = None,
+        favorite_count: int = 0,
+        public: bool = False,
+        deleted_at: datetime | None = None,
+        deleter_id: str | None = None,
+        query_id: str | None = None,
+        look_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a Look (``LookWithQuery`` in the 4.0 spec) over a query."""
+        with self.lock:
+            if look_id is None:
+                look_id = str(self.next_look_id)
+                self.next_look_id += 1
+            query = self.queries[query_id] if query_id else self.add_query(fields=(f"orders.f{look_id}",))
+            user = self.users.get(user_id, {})
+            look: dict[str, Any] = {
+                "id": look_id,
+                "title": title,
+                "description": f"{title} (sandbox)",
+                "user_id": user_id,
+                "user_name": user.get("display_name"),
+                "folder_id": folder_id,
+                "folder": self.folder_base(folder_id),
+                "content_metadata_id": f"cm-l{look_id}",
+                "content_favorite_id": None,
+                "query_id": query["id"],
+                "query": dict(query),
+                "model": {"id": query["model"], "label": query["model"]},
+                "public": public,
+                "public_slug": f"pub{look_id}" if public else None,
+                "public_url": f"/looks/public/pub{look_id}" if public else None,
+                "short_url": f"/x/l{look_id}",
+                "url": f"/looks/{look_id}",
+                "created_at": iso(created_at),
+                "updated_at": iso(created_at),
+                "last_accessed_at": iso(last_accessed),
+                "last_viewed_at": iso(last_accessed),
+                "view_count": 0 if last_accessed is None else 3,
+                "favorite_count": favorite_count,
+                "deleted": deleted_at is not None,
+                "deleted_at": iso(deleted_at),
+                "deleter_id": deleter_id,
+                "last_updater_id": user_id,
+                "is_run_on_load": False,
+            }
+            self.looks[look_id] = look
+            self.look_usage[look_id] = Usage(last_accessed)
+            return look
+
+    def put_look_on_dashboard(self, dashboard_id: str, look_id: str) -> dict[str, Any]:
+        """Add a tile showing a Look to a dashboard (a ``DashboardElement`` with ``look_id``)."""
+        with self.lock:
+            dash = self.dashboards[dashboard_id]
+            elements = dash["dashboard_elements"]
+            n = len(elements)
+            element = {
+                "id": f"{dashboard_id}-e{n}",
+                "dashboard_id": dashboard_id,
+                "look_id": look_id,
+                "title": f"Tile {n}",
+                "type": "vis",
+            }
+            while any(e["id"] == element["id"] for e in elements):
+                n += 1
+                element["id"], element["title"] = f"{dashboard_id}-e{n}", f"Tile {n}"
+            elements.append(element)
+            return element
+
+    def view_look(self, look_id: str, when: datetime | None = None) -> None:
+        """Someone opened the Look (tests and demo)."""
+        when = when or self.now()
+        with self.lock:
+            look = self.looks[look_id]
+            look["last_accessed_at"] = look["last_viewed_at"] = iso(when)
+            look["view_count"] = int(look.get("view_count") or 0) + 1
+            self.look_usage.setdefault(look_id, Usage()).last_accessed = when
 
     def now(self) -> datetime:
         """The instance's current time."""
@@ -281,8 +404,8 @@ class LookerState:
             self.usage.setdefault(dashboard_id, Usage()).last_accessed = when
 
 
-def seed_demo(state: LookerState, now: datetime | None = None) -> LookerState:
-    """A small demo instance: folders, owners, and a dashboard for every policy case."""
+def seed_demo(state: LookerState, now: datetime | None = None, *, looks: bool = False) -> LookerState:
+    """A small demo instance: folders, owners, and a dashboard (with ``looks``: also a Look) for every policy case."""
     now = now or datetime.now(UTC)
 
     def days(n: int) -> datetime:
@@ -382,6 +505,49 @@ def seed_demo(state: LookerState, now: datetime | None = None) -> LookerState:
         last_accessed=days(2),
         dashboard_id="thelook::brand_lookup",
     )
+    if looks:
+        seed_looks(state, now)
+    return state
+
+
+def seed_looks(state: LookerState, now: datetime | None = None) -> LookerState:
+    """Looks for every policy case on the demo instance (its users and folders must exist).
+
+    Look ids start at 1 like dashboard ids: Looker numbers them separately, so Look 4 and
+    dashboard 4 are different things (the guardian names a Look ``look:4``).
+    """
+    now = now or datetime.now(UTC)
+
+    def days(n: int) -> datetime:
+        return now - timedelta(days=n)
+
+    add = state.add_look
+    add(title="Revenue by Region", user_id="2", folder_id="5", created_at=days(700), last_accessed=days(5))  # 1
+    add(title="Stale Cohort Look", user_id="3", folder_id="5", created_at=days(700), last_accessed=days(300))  # 2
+    add(title="Old Funnel Look", user_id="5", folder_id="4", created_at=days(700), last_accessed=days(220))  # 3
+    on_board = add(title="Tile Look", user_id="3", folder_id="5", created_at=days(700), last_accessed=days(400))  # 4
+    state.put_look_on_dashboard("1", str(on_board["id"]))
+    add(title="Public Look", user_id="5", folder_id="4", created_at=days(700), last_accessed=days(400), public=True)
+    scheduled = add(title="Scheduled Look", user_id="4", folder_id="5", created_at=days(700), last_accessed=days(400))
+    state.add_schedule(None, "4", look_id=str(scheduled["id"]))  # 6
+    add(
+        title="Favourite Look",
+        user_id="3",
+        folder_id="5",
+        created_at=days(700),
+        last_accessed=days(400),
+        favorite_count=2,
+    )
+    add(title="Nearly Stale Look", user_id="2", folder_id="4", created_at=days(700), last_accessed=days(171))  # 8
+    add(
+        title="Look trashed by Guardian long ago",
+        user_id="3",
+        folder_id="5",
+        created_at=days(900),
+        last_accessed=days(500),
+        deleted_at=days(200),
+        deleter_id=API_USER_ID,
+    )  # 9
     return state
 
 
@@ -393,8 +559,12 @@ def seed_bulk(
     trashed_fraction: float = 0.05,
     now: datetime | None = None,
     rng_seed: int = 7,
+    looks: int = 0,
 ) -> LookerState:
-    """A large instance for benchmarks: ``n`` dashboards (a share inactive, a share trashed)."""
+    """A large instance for benchmarks: ``n`` dashboards and ``looks`` Looks (a share inactive, a share trashed).
+
+    Every tenth Look is shown on a dashboard tile (the first dashboards' second tile).
+    """
     now = now or datetime.now(UTC)
     rng = random.Random(rng_seed)
     if not state.users:
@@ -428,4 +598,29 @@ def seed_bulk(
             deleter_id=deleter,
             elements=1,
         )
+    dashboards = sorted((k for k, d in state.dashboards.items() if not d["deleted"]), key=lambda k: int(k))
+    for i in range(looks):
+        roll = rng.random()
+        deleted_at = None
+        deleter = None
+        if roll < trashed_fraction:
+            last = now - timedelta(days=rng.randint(200, 800))
+            deleted_at = now - timedelta(days=rng.randint(1, 400))
+            deleter = API_USER_ID
+        elif roll < trashed_fraction + inactive_fraction:
+            last = now - timedelta(days=rng.randint(181, 900))
+        else:
+            last = now - timedelta(days=rng.randint(0, 150))
+        look = state.add_look(
+            title=f"Look {i}",
+            user_id=rng.choice(owners),
+            folder_id=rng.choice(folders),
+            created_at=now - timedelta(days=1000),
+            last_accessed=last,
+            deleted_at=deleted_at,
+            deleter_id=deleter,
+            query_id=state.add_query(fields=(f"orders.m{i % 50}",))["id"],
+        )
+        if i % 10 == 0 and dashboards:
+            state.put_look_on_dashboard(dashboards[(i // 10) % len(dashboards)], str(look["id"]))
     return state
