@@ -86,7 +86,7 @@ def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audi
         audit_web(
             user,
             "web.looker.restore",
-            f"looker:dashboard:{dashboard_id}",
+            _target(dashboard_id),
             outcome="failed",
             after={"error": "restore is not available"},
         )
@@ -99,7 +99,7 @@ def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audi
         audit_web(
             user,
             "web.looker.restore",
-            f"looker:dashboard:{dashboard_id}",
+            _target(dashboard_id),
             outcome="failed",
             after={"error": mask_text(str(exc))[:300]},
         )
@@ -114,6 +114,12 @@ def restore(settings: Settings, store: Store, user: str, dashboard_id: str, audi
             + (f" ({info.get('detail')})" if info.get("detail") else "")
         )
     return "; ".join(lines) or f"Dashboard {dashboard_id}: nothing to restore."
+
+
+def _target(name: str) -> str:
+    """The web audit target of what a person named: ``looker:dashboard:12`` or ``looker:look:12``."""
+    kind, sep, ident = name.partition(":")
+    return f"looker:look:{ident}" if sep and kind == "look" else f"looker:dashboard:{name}"
 
 
 def _noun(content_type: str) -> str:
@@ -135,7 +141,7 @@ def keep(
         audit_web(
             user,
             "web.looker.keep",
-            f"looker:dashboard:{dashboard_id}",
+            _target(dashboard_id),
             outcome="failed",
             after={"error": "keep is not available"},
         )
@@ -148,7 +154,7 @@ def keep(
         audit_web(
             user,
             "web.looker.keep",
-            f"looker:dashboard:{dashboard_id}",
+            _target(dashboard_id),
             outcome="failed",
             after={"error": mask_text(str(exc))[:300]},
         )

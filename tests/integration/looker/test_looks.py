@@ -103,6 +103,11 @@ def test_looks_go_through_the_same_lifecycle(looks: Any, settings: Any, sandbox:
     until = (datetime.now(UTC) + timedelta(days=90)).date().isoformat()
     said = looker_view.keep(settings, store, "operator", "look:3", until, "on the QBR board", lambda *a, **k: None)
     assert said.startswith("Look 3 kept until"), said
+    refused: list[tuple[Any, ...]] = []
+    said = looker_view.keep(
+        settings, store, "operator", "look:3", "2999-01-01", "forever", lambda *a, **k: refused.append(a)
+    )
+    assert "not kept" in said and [a[2] for a in refused] == ["looker:look:3"], (said, refused)
 
     # A person names a Look as look:ID: keep one, restore the trashed one and the purged one.
     kept = _cli("keep", "look:8", "--until", until, "--reason", "linked from the wiki")
