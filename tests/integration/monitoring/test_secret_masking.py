@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +81,11 @@ def test_no_secret_leaks_from_failing_dag_runs(
     smtp, slack = receivers
     dags = tmp_path / "dags"
     dags.mkdir()
-    shutil.copy(REPO / "dags" / "guardian_health.py", dags / "guardian_health.py")
+    # The DAG as shipped, but its one retry after 1 s instead of 30 s: the retry alert is what is
+    # checked here, not the delay.
+    source = (REPO / "dags" / "guardian_health.py").read_text()
+    assert "retry_delay_minutes=0.5" in source
+    (dags / "guardian_health.py").write_text(source.replace("retry_delay_minutes=0.5", "retry_delay_minutes=1 / 60"))
     (dags / "secret_probe.py").write_text(PROBE)
     logs = tmp_path / "logs"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
