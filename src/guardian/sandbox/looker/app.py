@@ -380,6 +380,21 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
             return _error(404, "Not found")
         return _json(select(dash, parse_fields(request.query_params.get("fields"))))
 
+    def _patch(content: dict[str, Any], body: dict[str, Any], writable: tuple[str, ...], user_id: str) -> None:
+        """update_dashboard / update_look: writable keys copied; deleted=true moves to the trash
+        (deleted_at and deleter_id set, as Looker reports them), deleted=false takes it out."""
+        for key in writable:
+            if key in body:
+                content[key] = body[key]
+        if "folder_id" in body:
+            content["folder"] = state.folder_base(body["folder_id"])
+        if "deleted" in body and bool(body["deleted"]) != bool(content["deleted"]):
+            content["deleted"] = bool(body["deleted"])
+            content["deleted_at"] = iso(state.now()) if content["deleted"] else None
+            content["deleter_id"] = user_id if content["deleted"] else None
+        content["updated_at"] = iso(state.now())
+        content["last_updater_id"] = user_id
+
     @app.patch(PREFIX + "/dashboards/{dashboard_id}")
     async def update_dashboard(dashboard_id: str, request: Request) -> Response:
         body = await request.json()
@@ -391,17 +406,7 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 return _error(405, "LookML dashboards cannot be changed through the API")
             if "folder_id" in body and body["folder_id"] not in state.folders:
                 return _error(404, "Folder not found")
-            for key in ("title", "description", "hidden", "folder_id"):
-                if key in body:
-                    dash[key] = body[key]
-            if "folder_id" in body:
-                dash["folder"] = state.folder_base(body["folder_id"])
-            if "deleted" in body and bool(body["deleted"]) != bool(dash["deleted"]):
-                dash["deleted"] = bool(body["deleted"])
-                dash["deleted_at"] = iso(state.now()) if dash["deleted"] else None
-                dash["deleter_id"] = request.state.user_id if dash["deleted"] else None
-            dash["updated_at"] = iso(state.now())
-            dash["last_updater_id"] = request.state.user_id
+            _patch(dash, body, ("title", "description", "hidden", "folder_id"), request.state.user_id)
             writes[f"PATCH /dashboards/{dashboard_id}"] += 1
             return _json(dash)
 
@@ -541,17 +546,9 @@ def create_app(state: LookerState, config: SandboxConfig | None = None) -> FastA
                 return _error(404, "Not found")
             if "folder_id" in body and body["folder_id"] not in state.folders:
                 return _error(404, "Folder not found")
-            for key in ("title", "description", "folder_id", "public", "is_run_on_load"):
-                if key in body:
-                    found[key] = body[key]
-            if "folder_id" in body:
-                found["folder"] = state.folder_base(body["folder_id"])
-            if "deleted" in body and bool(body["deleted"]) != bool(found["deleted"]):
-                found["deleted"] = bool(body["deleted"])
-                found["deleted_at"] = iso(state.now()) if found["deleted"] else None
-                found["deleter_id"] = request.state.user_id if found["deleted"] else None
-            found["updated_at"] = iso(state.now())
-            found["last_updater_id"] = request.state.user_id
+            _patch(
+                found, body, ("title", "description", "folder_id", "public", "is_run_on_load"), request.state.user_id
+            )
             writes[f"PATCH /looks/{look_id}"] += 1
             return _json(found)
 

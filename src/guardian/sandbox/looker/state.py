@@ -551,6 +551,19 @@ def seed_looks(state: LookerState, now: datetime | None = None) -> LookerState:
     return state
 
 
+def _bulk_age(
+    rng: random.Random, now: datetime, trashed_fraction: float, inactive_fraction: float
+) -> tuple[datetime, datetime | None, str | None]:
+    """One bulk item's last access, and its trash date and deleter when it lies in the guardian's trash."""
+    roll = rng.random()
+    if roll < trashed_fraction:
+        last = now - timedelta(days=rng.randint(200, 800))  # drawn first: the same seed, the same instance
+        return last, now - timedelta(days=rng.randint(1, 400)), API_USER_ID
+    if roll < trashed_fraction + inactive_fraction:
+        return now - timedelta(days=rng.randint(181, 900)), None, None
+    return now - timedelta(days=rng.randint(0, 150)), None, None
+
+
 def seed_bulk(
     state: LookerState,
     n: int,
@@ -577,17 +590,7 @@ def seed_bulk(
     owners = [u for u in state.users if u != API_USER_ID]
     folders = [f for f in state.folders if f != "1"]
     for i in range(n):
-        roll = rng.random()
-        deleted_at = None
-        deleter = None
-        if roll < trashed_fraction:
-            last = now - timedelta(days=rng.randint(200, 800))
-            deleted_at = now - timedelta(days=rng.randint(1, 400))
-            deleter = API_USER_ID
-        elif roll < trashed_fraction + inactive_fraction:
-            last = now - timedelta(days=rng.randint(181, 900))
-        else:
-            last = now - timedelta(days=rng.randint(0, 150))
+        last, deleted_at, deleter = _bulk_age(rng, now, trashed_fraction, inactive_fraction)
         state.add_dashboard(
             title=f"Dashboard {i}",
             user_id=rng.choice(owners),
@@ -600,17 +603,7 @@ def seed_bulk(
         )
     dashboards = sorted((k for k, d in state.dashboards.items() if not d["deleted"]), key=lambda k: int(k))
     for i in range(looks):
-        roll = rng.random()
-        deleted_at = None
-        deleter = None
-        if roll < trashed_fraction:
-            last = now - timedelta(days=rng.randint(200, 800))
-            deleted_at = now - timedelta(days=rng.randint(1, 400))
-            deleter = API_USER_ID
-        elif roll < trashed_fraction + inactive_fraction:
-            last = now - timedelta(days=rng.randint(181, 900))
-        else:
-            last = now - timedelta(days=rng.randint(0, 150))
+        last, deleted_at, deleter = _bulk_age(rng, now, trashed_fraction, inactive_fraction)
         look = state.add_look(
             title=f"Look {i}",
             user_id=rng.choice(owners),
